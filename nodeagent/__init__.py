@@ -1,0 +1,1 @@
+"""The Stockade node agent: applies a node's desired state to the kernel."""

@@ -1,0 +1,480 @@
+"""The desired state of one node, in a backend-neutral form, and its deltas.
+
+This module is the contract between the three parts of Stockade:
+
+* the controller's compiler produces one :class:`NodeState` per node;
+* the wire (``proto/``) carries snapshots and :class:`NodeDelta` values;
+* the node agent's dataplane renders a :class:`NodeState` into
+  ``ipset restore`` / ``iptables-restore`` input and diffs it against the
+  kernel.
+
+Everything here is an immutable value: equal content means equal objects,
+and :func:`digest` gives every controller replica the same fingerprint for
+the same content.  Nothing here does I/O and nothing here knows about
+Kubernetes objects; those live in ``controller.model``.
+
+Iptables semantics are structured (:class:`Rule`), not strings, so that the
+packet walker (``controller.walker``) can interpret exactly the rules that
+the agent renders.  Rendering a rule to iptables arguments lives here too
+(:func:`render_rule`) because the walker's tests and the agent's renderer
+must agree on one spelling; the agent adds its own tagging comment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Everything Stockade owns in the kernel carries this prefix: ipset names
+# (``stk-``) and chain names (``STOCKADE-``).  The agent never reads or
+# writes anything else.
+SET_PREFIX = "stk"
+CHAIN_PREFIX = "STOCKADE-"
+MAX_SET_NAME = 31  # ipset's IPSET_MAXNAMELEN - 1
+MAX_CHAIN_NAME = 28  # iptables' XT_EXTENSION_MAXNAMELEN - 1 for user chains
+
+Family = Literal["inet", "inet6"]
+SetType = Literal["hash:ip", "hash:net", "hash:ip,port"]
+Proto = Literal["tcp", "udp", "sctp"]
+Action = Literal["RETURN", "DROP", "JUMP", "MARK", "NFLOG"]
+Direction = Literal["src", "dst"]
+BuiltinChain = Literal["INPUT", "FORWARD", "OUTPUT"]
+
+FAMILIES: tuple[Family, ...] = ("inet", "inet6")
+SET_TYPES: tuple[str, ...] = ("hash:ip", "hash:net", "hash:ip,port")
+PROTOS: tuple[str, ...] = ("tcp", "udp", "sctp")
+ACTIONS: tuple[str, ...] = ("RETURN", "DROP", "JUMP", "MARK", "NFLOG")
+BUILTIN_CHAINS: tuple[str, ...] = ("INPUT", "FORWARD", "OUTPUT")
+
+
+class StateError(ValueError):
+    """A NodeState or NodeDelta that is not well formed (names the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IPSet:
+    """One ipset.
+
+    ``members`` are in ipset's own canonical text form, as ``ipset save``
+    prints them after ``add NAME``: ``198.18.0.5`` (hash:ip),
+    ``198.18.0.0/16`` (hash:net), ``198.18.0.5,tcp:8080`` (hash:ip,port).
+    ``nomatch`` (hash:net only) holds the ``except`` blocks: members that
+    are explicitly excluded (``add NAME 198.18.1.0/24 nomatch``).
+    ``counters`` asks for per-member packet/byte counters (used for the
+    per-pod drop counts).
+    """
+
+    name: str
+    type: SetType
+    family: Family
+    members: frozenset[str] = frozenset()
+    nomatch: frozenset[str] = frozenset()
+    counters: bool = False
+    comment: str = ""  # what the set stands for (a selector, an ipBlock); not in the kernel
+
+    def with_members(self, members: frozenset[str], nomatch: frozenset[str] | None = None) -> IPSet:
+        return IPSet(self.name, self.type, self.family, members,
+                     self.nomatch if nomatch is None else nomatch, self.counters, self.comment)
+
+    def header(self) -> tuple[str, str, bool]:
+        """What cannot change without recreating the set."""
+        return (self.type, self.family, self.counters)
+
+
+@dataclass(frozen=True, slots=True)
+class SetMatch:
+    """``-m set [!] --match-set NAME src|dst[,dst]``."""
+
+    set: str
+    dirs: tuple[Direction, ...]  # ("src",), ("dst",), or ("dst", "dst") for hash:ip,port
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One iptables rule: all matches AND-ed, then one action.
+
+    ``mark``: ``(value, mask, negate)`` for ``-m mark [!] --mark value/mask``.
+    ``ctstate``: ``-m conntrack --ctstate A,B``.
+    ``dport``: ``(first, last)``; first == last for one port.  Needs ``proto``.
+    Action arguments: ``target`` (JUMP), ``set_mark`` ``(value, mask)``
+    (MARK: ``--set-xmark value/mask``... rendered as ``--or-mark``-like
+    ``--set-xmark value/value`` so only the given bits change),
+    ``nflog_group``/``nflog_prefix`` (NFLOG) with ``limit`` ("10/second").
+    ``comment`` is free text kept in the kernel (``-m comment``), so an
+    operator reading ``iptables-save`` sees which policy a rule comes from.
+    """
+
+    action: Action
+    target: str = ""
+    proto: Proto | None = None
+    dport: tuple[int, int] | None = None
+    sets: tuple[SetMatch, ...] = ()
+    ctstate: tuple[str, ...] = ()
+    mark: tuple[int, int, bool] | None = None
+    set_mark: tuple[int, int] | None = None
+    in_iface: str = ""  # -i (may end in '+'); empty: any
+    out_iface: str = ""  # -o
+    physdev_is_bridged: bool | None = None  # -m physdev [!] --physdev-is-bridged
+    nflog_group: int = 0
+    nflog_prefix: str = ""
+    limit: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A chain Stockade owns, in table ``filter``; rules in order."""
+
+    name: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A jump from a built-in chain to one of ours, kept at the top."""
+
+    builtin: BuiltinChain
+    target: str
+    position: int = 1  # 1-based order among Stockade's own hooks in that chain
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyState:
+    """Chains and hooks for one address family (iptables or ip6tables)."""
+
+    chains: Mapping[str, Chain] = field(default_factory=dict)
+    hooks: tuple[Hook, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """Everything one node must enforce.
+
+    ``sets`` is keyed by name; set names are unique across families (the
+    kernel has one ipset namespace).  ``v4``/``v6`` hold the chains of
+    ``iptables`` and ``ip6tables``.  ``version`` is the controller's
+    counter for this node; it is not part of the content or the digest.
+    """
+
+    node: str
+    sets: Mapping[str, IPSet] = field(default_factory=dict)
+    v4: FamilyState = field(default_factory=FamilyState)
+    v6: FamilyState = field(default_factory=FamilyState)
+
+    def family(self, family: Family) -> FamilyState:
+        return self.v4 if family == "inet" else self.v6
+
+
+@dataclass(frozen=True, slots=True)
+class SetMembersDelta:
+    """Members added to / removed from an existing set (same header)."""
+
+    name: str
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+    nomatch_added: frozenset[str] = frozenset()
+    nomatch_removed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDelta:
+    """old -> new for one node.  Removals are explicit, never "update with empty".
+
+    ``sets_upserted``: sets that are new or whose header changed (full
+    definition).  ``set_members``: member changes of sets that exist on both
+    sides with the same header.  ``chains_upserted``/``chains_removed`` are
+    per family ("inet"/"inet6").  ``hooks``: the full new hook list of a
+    family, present only when it changed.
+    """
+
+    node: str
+    sets_upserted: tuple[IPSet, ...] = ()
+    sets_removed: tuple[str, ...] = ()
+    set_members: tuple[SetMembersDelta, ...] = ()
+    chains_upserted: tuple[tuple[Family, Chain], ...] = ()
+    chains_removed: tuple[tuple[Family, str], ...] = ()
+    hooks: tuple[tuple[Family, tuple[Hook, ...]], ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.sets_upserted or self.sets_removed or self.set_members
+                    or self.chains_upserted or self.chains_removed or self.hooks)
+
+
+# --------------------------------------------------------------------------
+# Canonical form and digest
+
+
+def _rule_obj(r: Rule) -> list[object]:
+    return [r.action, r.target, r.proto, list(r.dport) if r.dport else None,
+            [[s.set, list(s.dirs), s.negate] for s in r.sets], list(r.ctstate),
+            list(r.mark) if r.mark else None, list(r.set_mark) if r.set_mark else None,
+            r.in_iface, r.out_iface, r.physdev_is_bridged, r.nflog_group, r.nflog_prefix,
+            r.limit, r.comment]
+
+
+def canonical(state: NodeState) -> bytes:
+    """Deterministic bytes for the content of ``state`` (not its version)."""
+    fams: dict[str, object] = {}
+    for fam in FAMILIES:
+        fs = state.family(fam)
+        fams[fam] = {
+            "chains": {n: [_rule_obj(r) for r in fs.chains[n].rules] for n in sorted(fs.chains)},
+            "hooks": [[h.builtin, h.target, h.position] for h in fs.hooks],
+        }
+    obj = {
+        "node": state.node,
+        "sets": {n: [s.type, s.family, s.counters, sorted(s.members), sorted(s.nomatch)]
+                 for n, s in sorted(state.sets.items())},
+        "families": fams,
+    }
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def digest(state: NodeState) -> str:
+    """sha256 of :func:`canonical`; identical in every controller replica."""
+    return hashlib.sha256(canonical(state)).hexdigest()
+
+
+EMPTY_DIGEST_NODE = ""  # the digest an agent reports before it applied anything
+
+
+# --------------------------------------------------------------------------
+# Delta: diff and apply
+
+
+def diff(old: NodeState, new: NodeState) -> NodeDelta:
+    """The delta that turns ``old`` into ``new`` (same node)."""
+    if old.node != new.node:
+        raise StateError(f"diff: node {old.node!r} != {new.node!r}")
+    ups: list[IPSet] = []
+    members: list[SetMembersDelta] = []
+    for name, s in new.sets.items():
+        o = old.sets.get(name)
+        if o is s:
+            continue
+        if o is None or o.header() != s.header():
+            ups.append(s)
+        elif o.members != s.members or o.nomatch != s.nomatch:
+            members.append(SetMembersDelta(
+                name, s.members - o.members, o.members - s.members,
+                s.nomatch - o.nomatch, o.nomatch - s.nomatch))
+    removed = tuple(sorted(n for n in old.sets if n not in new.sets))
+    cups: list[tuple[Family, Chain]] = []
+    crem: list[tuple[Family, str]] = []
+    hooks: list[tuple[Family, tuple[Hook, ...]]] = []
+    for fam in FAMILIES:
+        of, nf = old.family(fam), new.family(fam)
+        for cname, c in nf.chains.items():
+            oc = of.chains.get(cname)
+            if oc is not c and oc != c:
+                cups.append((fam, c))
+        crem.extend((fam, n) for n in sorted(of.chains) if n not in nf.chains)
+        if of.hooks != nf.hooks:
+            hooks.append((fam, nf.hooks))
+    return NodeDelta(new.node, tuple(sorted(ups, key=lambda s: s.name)), removed,
+                     tuple(sorted(members, key=lambda m: m.name)),
+                     tuple(sorted(cups, key=lambda fc: (fc[0], fc[1].name))), tuple(crem),
+                     tuple(hooks))
+
+
+def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
+    """``state`` with ``delta`` applied.  Raises StateError when the delta
+    does not fit (a member change for a set that does not exist, ...)."""
+    if delta.node != state.node:
+        raise StateError(f"delta for node {delta.node!r} applied to {state.node!r}")
+    sets = dict(state.sets)
+    for n in delta.sets_removed:
+        if n not in sets:
+            raise StateError(f"sets_removed: no set {n!r}")
+        del sets[n]
+    for s in delta.sets_upserted:
+        sets[s.name] = s
+    for md in delta.set_members:
+        cur = sets.get(md.name)
+        if cur is None:
+            raise StateError(f"set_members: no set {md.name!r}")
+        sets[md.name] = cur.with_members((cur.members - md.removed) | md.added,
+                                         (cur.nomatch - md.nomatch_removed) | md.nomatch_added)
+    fams: dict[str, FamilyState] = {}
+    for fam in FAMILIES:
+        fs = state.family(fam)
+        chains = dict(fs.chains)
+        for f, cname in delta.chains_removed:
+            if f == fam:
+                if cname not in chains:
+                    raise StateError(f"chains_removed: no {fam} chain {cname!r}")
+                del chains[cname]
+        for f, c in delta.chains_upserted:
+            if f == fam:
+                chains[c.name] = c
+        hooks = fs.hooks
+        for f, h in delta.hooks:
+            if f == fam:
+                hooks = h
+        fams[fam] = FamilyState(chains, hooks)
+    return NodeState(state.node, sets, fams["inet"], fams["inet6"])
+
+
+# --------------------------------------------------------------------------
+# Validation (what an agent checks before it accepts a state)
+
+
+def validate(state: NodeState) -> None:
+    """Raise StateError naming the first thing that is wrong: a name outside
+    Stockade's prefix or too long, an unknown set type/family/protocol/action,
+    a rule naming a set or chain that does not exist, a set used with the
+    wrong family.  Member syntax is checked by :func:`check_member`."""
+    for name, s in state.sets.items():
+        where = f"sets[{name!r}]"
+        if s.name != name:
+            raise StateError(f"{where}.name: {s.name!r} differs from its key")
+        if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_NAME:
+            raise StateError(f"{where}.name: must start with {SET_PREFIX!r} and be at most {MAX_SET_NAME} characters")
+        if s.type not in SET_TYPES:
+            raise StateError(f"{where}.type: unknown set type {s.type!r}")
+        if s.family not in FAMILIES:
+            raise StateError(f"{where}.family: unknown family {s.family!r}")
+        if s.nomatch and s.type != "hash:net":
+            raise StateError(f"{where}.nomatch: only hash:net sets take nomatch members")
+        for m in s.members:
+            check_member(s, m, f"{where}.members")
+        for m in s.nomatch:
+            check_member(s, m, f"{where}.nomatch")
+    for fam in FAMILIES:
+        fs = state.family(fam)
+        for cname, c in fs.chains.items():
+            where = f"{fam}.chains[{cname!r}]"
+            if c.name != cname:
+                raise StateError(f"{where}.name: {c.name!r} differs from its key")
+            if not cname.startswith(CHAIN_PREFIX) or len(cname) > MAX_CHAIN_NAME:
+                raise StateError(f"{where}.name: must start with {CHAIN_PREFIX!r} and be at most {MAX_CHAIN_NAME} characters")
+            for i, r in enumerate(c.rules):
+                _check_rule(state, fam, r, f"{where}.rules[{i}]")
+        for i, h in enumerate(fs.hooks):
+            if h.builtin not in BUILTIN_CHAINS:
+                raise StateError(f"{fam}.hooks[{i}].builtin: unknown chain {h.builtin!r}")
+            if h.target not in fs.chains:
+                raise StateError(f"{fam}.hooks[{i}].target: no chain {h.target!r}")
+
+
+def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
+    if r.action not in ACTIONS:
+        raise StateError(f"{where}.action: unknown action {r.action!r}")
+    if r.action == "JUMP" and r.target not in state.family(fam).chains:
+        raise StateError(f"{where}.target: no chain {r.target!r}")
+    if r.action == "MARK" and r.set_mark is None:
+        raise StateError(f"{where}.set_mark: MARK needs a mark")
+    if r.proto is not None and r.proto not in PROTOS:
+        raise StateError(f"{where}.proto: unknown protocol {r.proto!r}")
+    if r.dport is not None:
+        if r.proto is None:
+            raise StateError(f"{where}.dport: a port needs a protocol")
+        lo, hi = r.dport
+        if not (1 <= lo <= hi <= 65535):
+            raise StateError(f"{where}.dport: bad range {lo}:{hi}")
+    for sm in r.sets:
+        s = state.sets.get(sm.set)
+        if s is None:
+            raise StateError(f"{where}.sets: no set {sm.set!r}")
+        if s.family != fam:
+            raise StateError(f"{where}.sets: set {sm.set!r} is {s.family}, rule is {fam}")
+        want = 2 if s.type == "hash:ip,port" else 1
+        if len(sm.dirs) != want or any(d not in ("src", "dst") for d in sm.dirs):
+            raise StateError(f"{where}.sets: set {sm.set!r} ({s.type}) needs {want} direction(s)")
+
+
+def check_member(s: IPSet, member: str, where: str) -> None:
+    """Raise StateError when ``member`` is not canonical for set ``s``."""
+    import ipaddress
+
+    def bad(why: str) -> StateError:
+        return StateError(f"{where}: {member!r} is not a valid {s.type} {s.family} member ({why})")
+
+    ver = 4 if s.family == "inet" else 6
+    try:
+        if s.type == "hash:ip":
+            a = ipaddress.ip_address(member)
+            if a.version != ver or str(a) != member:
+                raise bad("not a canonical address of the family")
+        elif s.type == "hash:net":
+            n = ipaddress.ip_network(member, strict=True)
+            full = 32 if ver == 4 else 128
+            canon = str(n.network_address) if n.prefixlen == full else str(n)
+            if n.version != ver or canon != member:
+                raise bad("not a canonical network of the family")
+        else:
+            ip, _, pp = member.partition(",")
+            proto, _, port = pp.partition(":")
+            a = ipaddress.ip_address(ip)
+            if a.version != ver or str(a) != ip:
+                raise bad("address")
+            if proto not in PROTOS or not port.isdigit() or not (0 < int(port) < 65536) or str(int(port)) != port:
+                raise bad("protocol:port")
+    except ValueError as e:
+        if isinstance(e, StateError):
+            raise
+        raise bad(str(e)) from None
+
+
+# --------------------------------------------------------------------------
+# Rendering one rule as iptables arguments (shared spelling)
+
+
+def render_rule(r: Rule) -> list[str]:
+    """The arguments after ``-A CHAIN`` for ``r``, in the order
+    ``iptables-save`` prints them back (so read-back compares equal)."""
+    a: list[str] = []
+    if r.in_iface:
+        a += ["-i", r.in_iface]
+    if r.out_iface:
+        a += ["-o", r.out_iface]
+    if r.proto:
+        a += ["-p", r.proto]
+    if r.physdev_is_bridged is not None:
+        a += ["-m", "physdev"] + (["!"] if not r.physdev_is_bridged else []) + ["--physdev-is-bridged"]
+    if r.dport is not None:
+        lo, hi = r.dport
+        a += ["-m", r.proto or "tcp", "--dport", str(lo) if lo == hi else f"{lo}:{hi}"]
+    for sm in r.sets:
+        a += ["-m", "set"] + (["!"] if sm.negate else []) + ["--match-set", sm.set, ",".join(sm.dirs)]
+    if r.ctstate:
+        a += ["-m", "conntrack", "--ctstate", ",".join(r.ctstate)]
+    if r.mark is not None:
+        v, m, neg = r.mark
+        a += ["-m", "mark"] + (["!"] if neg else []) + ["--mark", f"{v:#x}/{m:#x}"]
+    if r.limit:
+        a += ["-m", "limit", "--limit", r.limit]
+    if r.comment:
+        a += ["-m", "comment", "--comment", r.comment]
+    if r.action == "JUMP":
+        a += ["-j", r.target]
+    elif r.action == "MARK":
+        assert r.set_mark is not None
+        v, m = r.set_mark
+        a += ["-j", "MARK", "--set-xmark", f"{v:#x}/{m:#x}"]
+    elif r.action == "NFLOG":
+        a += ["-j", "NFLOG"]
+        if r.nflog_prefix:
+            a += ["--nflog-prefix", r.nflog_prefix]
+        a += ["--nflog-group", str(r.nflog_group)]
+    else:
+        a += ["-j", r.action]
+    return a
+
+
+def count(state: NodeState) -> dict[str, int]:
+    """Sizes for status pages and acknowledgements."""
+    return {
+        "sets": len(state.sets),
+        "members": sum(len(s.members) + len(s.nomatch) for s in state.sets.values()),
+        "chains": len(state.v4.chains) + len(state.v6.chains),
+        "rules": sum(len(c.rules) for fam in FAMILIES for c in state.family(fam).chains.values()),
+    }
+
+
+def sets_of(states: Iterable[NodeState]) -> set[str]:
+    return {n for s in states for n in s.sets}
