@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff";   ruff check stockade controller nodeagent tests benchmarks
+echo "== ruff";   ruff check .
 echo "== mypy";   mypy
 echo "== import-linter"; lint-imports
 echo "== pytest"
