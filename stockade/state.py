@@ -442,12 +442,13 @@ def render_rule(r: Rule) -> list[str]:
     for sm in r.sets:
         a += ["-m", "set"] + (["!"] if sm.negate else []) + ["--match-set", sm.set, ",".join(sm.dirs)]
     if r.ctstate:
-        a += ["-m", "conntrack", "--ctstate", ",".join(r.ctstate)]
+        a += ["-m", "conntrack", "--ctstate", ",".join(sorted(r.ctstate, key=_ctstate_key))]
     if r.mark is not None:
         v, m, neg = r.mark
-        a += ["-m", "mark"] + (["!"] if neg else []) + ["--mark", f"{v:#x}/{m:#x}"]
+        # iptables-save omits a full mask: "--mark 0x1", not "0x1/0xffffffff"
+        a += ["-m", "mark"] + (["!"] if neg else []) + ["--mark", f"{v:#x}" if m == 0xFFFFFFFF else f"{v:#x}/{m:#x}"]
     if r.limit:
-        a += ["-m", "limit", "--limit", r.limit]
+        a += ["-m", "limit", "--limit", _canonical_limit(r.limit)]
     if r.comment:
         a += ["-m", "comment", "--comment", r.comment]
     if r.action == "JUMP":
@@ -464,6 +465,27 @@ def render_rule(r: Rule) -> list[str]:
     else:
         a += ["-j", r.action]
     return a
+
+
+# The order in which iptables-save prints conntrack states, whatever order
+# they were given in.
+_CTSTATE_ORDER = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
+
+
+def _ctstate_key(st: str) -> int:
+    return _CTSTATE_ORDER.index(st) if st in _CTSTATE_ORDER else len(_CTSTATE_ORDER)
+
+
+def _canonical_limit(limit: str) -> str:
+    """``10/second`` -> ``10/sec``: the unit spelling iptables-save prints
+    (sec, min, hour, day; iptables accepts any prefix of the long unit)."""
+    rate, sep, unit = limit.partition("/")
+    if not sep:
+        return limit
+    for canon in ("sec", "min", "hour", "day"):
+        if unit and unit[0] == canon[0]:
+            return f"{rate}/{canon}"
+    return limit
 
 
 def count(state: NodeState) -> dict[str, int]:
