@@ -1,0 +1,149 @@
+"""Settings of the controller process, grouped by part, and its command line.
+
+Every tunable of the controller lives here as a frozen dataclass field with
+a comment saying what it means and why it has its default, so the watch
+loop, the runtime and the shells take plain values and tests can shrink
+timeouts without monkeypatching.  :func:`parse_args` turns
+``stockade controller ...`` arguments into a :class:`Settings` and rejects
+bad values with a message naming the flag.
+
+This module does no I/O beyond reading the environment for the defaults of
+``--replica-id`` and in-cluster detection; it does not load kubeconfigs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field
+
+GRPC_PORT = 7700
+DEFAULT_READ_TIMEOUT = 90.0
+HTTP_PORT = 7701
+
+
+class SettingsError(ValueError):
+    """A command-line value that is not usable (the message names the flag)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """The list-and-watch loop (``controller.watch``)."""
+
+    # Server-side lifetime of one watch request (``timeoutSeconds``); each
+    # stream gets a value drawn from [min, max] so that replicas and kinds
+    # do not all reconnect at the same instant (client-go does the same).
+    timeout_seconds_min: int = 240
+    timeout_seconds_max: int = 360
+    # No bytes for this long on an open watch stream (not even a bookmark)
+    # means the stream stalled: it is dropped and resumed from the last
+    # resourceVersion.  Longer than the API server's bookmark interval (~60s).
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    # Bound on opening a connection and on receiving one whole list page.
+    connect_timeout: float = 10.0
+    list_timeout: float = 60.0
+    # Page size for lists (``limit``); continue tokens chain the pages.
+    list_page_size: int = 500
+    # Retry delays after errors: exponential from ``backoff_initial`` doubling
+    # up to ``backoff_max``, each multiplied by a random factor in
+    # [1 - backoff_jitter, 1] so that many clients do not retry in step.
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+    backoff_jitter: float = 0.5
+    # A watch stream that ends cleanly sooner than this without a single
+    # event counts as an error (a server that closes at once must not make
+    # us reconnect in a hot loop).
+    min_stream_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """The writer task (``controller.runtime``)."""
+
+    # After the first message of a batch, wait at most this long for more
+    # (coalescing a burst into one engine flush), then drain what is queued.
+    batch_window: float = 0.005
+    # Upper bound on messages applied per batch, so one flood cannot delay
+    # publishing forever.
+    max_batch: int = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    """Bounds of each shutdown step (``controller.runtime.Controller.stop``)."""
+
+    watches: float = 2.0  # cancel the watch tasks and close their streams
+    writer: float = 2.0  # let the writer finish the batch it holds
+    http: float = 3.0  # stop accepting, finish in-flight status requests
+    grpc_grace: float = 3.0  # agents' streams get this long before cancellation
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``stockade controller`` needs."""
+
+    kubeconfig: str | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = GRPC_PORT
+    http_host: str = "0.0.0.0"
+    http_port: int = HTTP_PORT
+    replica_id: str = field(default_factory=socket.gethostname)
+    log_level: str = "INFO"
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+
+
+def parse_hostport(flag: str, text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); port 0 is
+    allowed (the OS picks one, tests use it)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise SettingsError(f"{flag}: expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{flag}: port must be a number 0-65535, got {port!r} in {text!r}")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stockade controller",
+        description="Watch the cluster, compute every node's desired state, stream it to the agents.",
+    )
+    p.add_argument("--kubeconfig", metavar="PATH", default=None,
+                   help="kubeconfig file (default: in-cluster config when KUBERNETES_SERVICE_HOST is set)")
+    p.add_argument("--grpc-listen", metavar="HOST:PORT", default=f"0.0.0.0:{GRPC_PORT}",
+                   help=f"where agents connect (default 0.0.0.0:{GRPC_PORT})")
+    p.add_argument("--http-listen", metavar="HOST:PORT", default=f"0.0.0.0:{HTTP_PORT}",
+                   help=f"status page, /metrics, /healthz, /readyz (default 0.0.0.0:{HTTP_PORT})")
+    p.add_argument("--replica-id", metavar="ID", default=None, help="this replica's name (default: hostname)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--watch-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+                   help="drop a watch stream silent for this long (default %(default)s)")
+    return p
+
+
+def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
+    """Raise SettingsError (or SystemExit from argparse for unknown flags)."""
+    env = dict(os.environ) if environ is None else environ
+    ns = build_parser().parse_args(argv)
+    grpc_host, grpc_port = parse_hostport("--grpc-listen", ns.grpc_listen)
+    http_host, http_port = parse_hostport("--http-listen", ns.http_listen)
+    if ns.kubeconfig is None and not env.get("KUBERNETES_SERVICE_HOST"):
+        raise SettingsError("--kubeconfig: required when not running in a cluster "
+                            "(KUBERNETES_SERVICE_HOST is not set)")
+    if ns.kubeconfig is not None and not os.path.isfile(ns.kubeconfig):
+        raise SettingsError(f"--kubeconfig: no such file {ns.kubeconfig!r}")
+    replica = ns.replica_id if ns.replica_id is not None else socket.gethostname()
+    if not replica.strip():
+        raise SettingsError("--replica-id: must not be empty")
+    if ns.watch_read_timeout <= 0:
+        raise SettingsError(f"--watch-read-timeout: must be positive, got {ns.watch_read_timeout}")
+    return Settings(
+        kubeconfig=ns.kubeconfig, grpc_host=grpc_host, grpc_port=grpc_port,
+        http_host=http_host, http_port=http_port, replica_id=replica, log_level=ns.log_level,
+        watch=WatchSettings(read_timeout=ns.watch_read_timeout),
+    )
