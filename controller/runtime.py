@@ -1,0 +1,426 @@
+"""The controller pipeline, wired in one place.
+
+Data flow (one process, one event loop)::
+
+    kube-apiserver
+       │ list + watch, per kind                      controller/watch.py
+       ▼
+    Watcher(Namespace) Watcher(Pod) Watcher(Node) Watcher(NetworkPolicy)
+       │  raw JSON -> slim record (controller/parse.py) at the door;
+       │  no-ops dropped; relists reconciled into real differences
+       │  sink(): enqueue [Change | Listed, ...]          (never blocks)
+       ▼
+    asyncio.Queue ──► Writer task  (the ONLY code that touches the Engine)
+                        │ drain the queue (coalesce a burst into one batch)
+                        │ apply: engine.set_*/remove_*   (controller/engine.py)
+                        │ before every kind is Listed: apply only, send nothing
+                        │ then: engine.flush() -> {node: NodeState changed}
+                        ▼
+                      Distributor.publish(node, state)  (controller/distributor.py)
+                        │ versions, digests, deltas, per-agent coalescing
+                        ▼
+                      gRPC stream per agent (controller/grpc_server.py, :7700)
+
+    readers (same loop, never write):  status_web (:7701 page, JSON, /metrics,
+    /healthz, /readyz) and the gRPC debug RPCs read through :class:`Controller`
+    (``status()``, ``node_state_json()``, ``policy()``, ``explain()``).
+
+Readiness: the writer flips to ready only after a :class:`~controller.watch.Listed`
+of every kind has been applied; then it flushes everything, publishes it,
+and calls ``distributor.set_ready(True)`` (gRPC health SERVING, /readyz 200).
+A partial view never reaches an agent.
+
+Shutdown order (:meth:`Controller.stop`, each step bounded by
+``ShutdownSettings``): 1. watches cancelled (streams closed); 2. the writer
+cancelled (a batch in hand is finished first: apply+publish is synchronous);
+3. HTTP stopped; 4. gRPC stopped with a grace period for agents' streams;
+5. the Kubernetes client closed.  Agents keep enforcing their last state
+(fail-static), so stopping the controller never changes a kernel.
+
+This module wires and sequences; it computes nothing itself (the engine
+does), renders nothing (status_web does) and speaks no protobuf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller import metrics, oracle
+from controller.settings import Settings
+from controller.watch import KINDS, Change, Listed, Message, Projector, Watcher, api_call
+
+log = logging.getLogger("stockade.controller")
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidPolicy:
+    """The projection of a NetworkPolicy that failed validation: kept (and
+    reported) instead of the policy; never enforced."""
+
+    key: str
+    errors: tuple[str, ...]
+
+
+def projectors() -> dict[str, Projector]:
+    """Raw JSON -> record, per kind (``controller.parse``)."""
+    from controller import parse
+
+    def policy(obj: Mapping[str, Any]) -> object:
+        try:
+            return parse.parse_policy(dict(obj))
+        except parse.PolicyInvalid as e:
+            return InvalidPolicy(str(e.key), tuple(str(x) for x in e.errors))
+
+    return {
+        "Namespace": lambda o: parse.parse_namespace(dict(o)),
+        "Pod": lambda o: parse.parse_pod(dict(o)),
+        "Node": lambda o: parse.parse_node(dict(o)),
+        "NetworkPolicy": policy,
+    }
+
+
+class Writer:
+    """The single writer: owns the engine, applies batches, publishes.
+
+    ``listed`` holds the kinds whose first list has been applied;
+    ``ready`` turns True once it holds every kind and the first full
+    publish is done.  ``removed_nodes`` are nodes deleted since the last
+    publish (the distributor is told after the engine flushed).
+    """
+
+    def __init__(self, engine: Any, distributor: Any, settings: Settings,
+                 clock: Any = time.monotonic) -> None:
+        self.engine = engine
+        self.distributor = distributor
+        self.queue: asyncio.Queue[Sequence[Message]] = asyncio.Queue()
+        self._s = settings.runtime
+        self._clock = clock
+        self.listed: set[str] = set()
+        self.ready = False
+        self.ready_event = asyncio.Event()
+        self.batches = 0
+        self.changes = 0
+        self.published = 0
+        self.last_publish: float | None = None
+        self.invalid: dict[str, tuple[str, ...]] = {}
+        self._removed_nodes: set[str] = set()
+        # The same records as the engine, indexed for the oracle (explain).
+        self.cluster = oracle.Cluster()
+
+    def sink(self, msgs: Sequence[Message]) -> None:
+        """What watchers call: enqueue, never block."""
+        self.queue.put_nowait(msgs)
+
+    async def run(self) -> None:
+        while True:
+            first = await self.queue.get()
+            if self._s.batch_window > 0:
+                await asyncio.sleep(self._s.batch_window)
+            batch = [first]
+            n = len(first)
+            while n < self._s.max_batch and not self.queue.empty():
+                msgs = self.queue.get_nowait()
+                batch.append(msgs)
+                n += len(msgs)
+            self.apply(batch)
+
+    def apply(self, batch: Sequence[Sequence[Message]]) -> None:
+        """Apply one batch to the engine, then publish what changed (pure
+        of awaits: nothing else runs in between, so readers never see half
+        a batch)."""
+        received: list[float] = []
+        for msgs in batch:
+            for m in msgs:
+                if isinstance(m, Listed):
+                    self.listed.add(m.kind)
+                    continue
+                self._apply_change(m)
+                received.append(m.received)
+        self.batches += 1
+        self.changes += len(received)
+        metrics.BATCH_SIZE.observe(len(received))
+        metrics.INVALID_POLICIES.set(len(self.invalid))
+        if not self.ready:
+            if self.listed.issuperset(KINDS):
+                self._become_ready()
+            return
+        if self._publish():
+            now = self._clock()
+            for t in received:
+                metrics.EVENT_TO_SEND.observe(max(0.0, now - t))
+
+    def _apply_change(self, c: Change) -> None:
+        e, cl = self.engine, self.cluster
+        v = c.value
+        if c.kind == "Namespace":
+            if v is None:
+                e.remove_namespace(c.key)
+                cl.remove_namespace(c.key)
+            else:
+                e.set_namespace(v)
+                cl.set_namespace(v)  # type: ignore[arg-type]
+        elif c.kind == "Pod":
+            if v is None:
+                e.remove_pod(c.key)
+                cl.remove_pod(c.key)
+            else:
+                e.set_pod(v)
+                cl.set_pod(v)  # type: ignore[arg-type]
+        elif c.kind == "Node":
+            if v is None:
+                e.remove_node(c.key)
+                cl.remove_node(c.key)
+                self._removed_nodes.add(c.key)
+            else:
+                e.set_node(v)
+                cl.set_node(v)  # type: ignore[arg-type]
+                self._removed_nodes.discard(c.key)
+        else:
+            self.invalid.pop(c.key, None)
+            if v is None:
+                e.remove_policy(c.key)
+                cl.remove_policy(c.key)
+            elif isinstance(v, InvalidPolicy):
+                self.invalid[c.key] = v.errors
+                log.error("NetworkPolicy %s is invalid and not enforced: %s", c.key, "; ".join(v.errors))
+                e.set_invalid_policy(c.key, list(v.errors))
+                cl.remove_policy(c.key)
+            else:
+                e.set_policy(v)
+                cl.set_policy(v)  # type: ignore[arg-type]
+
+    def _publish(self) -> bool:
+        states = self.engine.flush()
+        for node in sorted(states):
+            if node in self._removed_nodes:
+                continue
+            self.distributor.publish(node, states[node])
+        for node in sorted(self._removed_nodes):
+            self.distributor.remove_node(node)
+        touched = bool(states) or bool(self._removed_nodes)
+        self._removed_nodes.clear()
+        if touched:
+            self.published += len(states)
+            self.last_publish = time.time()
+        return touched
+
+    def _become_ready(self) -> None:
+        self._publish()
+        self.ready = True
+        self.distributor.set_ready(True)
+        metrics.READY.set(1)
+        self.ready_event.set()
+        st = self.engine.stats() if hasattr(self.engine, "stats") else {}
+        log.info("controller ready: every kind listed; published %d node states (%s)",
+                 self.published, ", ".join(f"{k}={v}" for k, v in sorted(dict(st).items())))
+
+
+async def make_api_client(settings: Settings) -> Any:
+    """A kubernetes-asyncio ApiClient from ``--kubeconfig`` or the in-cluster config."""
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    if settings.kubeconfig:
+        await config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        raise RuntimeError("no --kubeconfig and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+    return client.ApiClient(configuration=cfg)
+
+
+def _as_dict(x: Any) -> dict[str, Any]:
+    if x is None:
+        return {}
+    if isinstance(x, Mapping):
+        return dict(x)
+    to_json = getattr(x, "to_json", None)
+    if callable(to_json):
+        d = to_json()
+        return dict(d) if isinstance(d, Mapping) else {"info": d}
+    return {"info": str(x)}
+
+
+class Controller:
+    """The controller process: builds every part, runs them, stops them in order.
+
+    Parts (created in :meth:`start`, in this order): Kubernetes client,
+    engine, distributor, writer task, gRPC server, HTTP server, one watch
+    task per kind.  ``tasks`` are the root tasks; if one of them dies the
+    process must exit (:meth:`wait` returns it).
+    """
+
+    def __init__(self, settings: Settings, *, api_client: Any = None, engine: Any = None) -> None:
+        self.settings = settings
+        self._api_client = api_client
+        self._own_client = api_client is None
+        self._engine = engine
+        self.started_at = time.time()
+        self.watchers: dict[str, Watcher] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.writer: Writer | None = None
+        self.distributor: Any = None
+        self.http: Any = None
+        self.grpc: Any = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from controller.distributor import Distributor
+        from controller.engine import Engine
+        from controller.status_web import StatusServer
+
+        s = self.settings
+        if self._api_client is None:
+            self._api_client = await make_api_client(s)
+        engine = self._engine if self._engine is not None else Engine()
+        self.distributor = Distributor(s.replica_id)
+        self.writer = Writer(engine, self.distributor, s)
+        self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
+        self.grpc = await self._start_grpc()
+        self.http = StatusServer(self, s.http_host, s.http_port)
+        self.http_port = await self.http.start()
+        proj = projectors()
+        for kind in KINDS:
+            w = Watcher(kind, api_call(self._api_client, kind), proj[kind], self.writer.sink, s.watch)
+            self.watchers[kind] = w
+            self.tasks.append(asyncio.create_task(w.run(), name=f"stockade-watch-{kind}"))
+        log.info("controller %s started: gRPC %s:%d, HTTP %s:%d; listing %s",
+                 s.replica_id, s.grpc_host, self.grpc_port, s.http_host, self.http_port, ", ".join(KINDS))
+
+    async def _start_grpc(self) -> Any:
+        from controller import grpc_server
+
+        server = grpc_server.GrpcServer(self.distributor, self, self.settings.grpc_host, self.settings.grpc_port)
+        self.grpc_port = await server.start()
+        return server
+
+    async def wait(self) -> asyncio.Task[None]:
+        """Return the first root task that ended (only on failure: they run forever)."""
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done))
+
+    async def stop(self) -> None:
+        """Stop in the documented order; every step bounded; errors gathered and logged."""
+        sd = self.settings.shutdown
+        errors: list[str] = []
+
+        async def step(name: str, coro: Any, timeout: float) -> None:
+            try:
+                await asyncio.wait_for(coro, timeout)
+            except TimeoutError:
+                errors.append(f"{name}: timed out after {timeout}s")
+            except Exception as e:
+                errors.append(f"{name}: {type(e).__name__}: {e}")
+
+        watch_tasks = [t for t in self.tasks if t.get_name().startswith("stockade-watch-")]
+        for w in self.watchers.values():
+            w.close()
+        await step("watches", _cancel(watch_tasks), sd.watches)
+        await step("writer", _cancel([t for t in self.tasks if t not in watch_tasks]), sd.writer)
+        if self.http is not None:
+            await step("http", self.http.stop(), sd.http)
+        if self.grpc is not None:
+            await step("grpc", self.grpc.stop(sd.grpc_grace), sd.grpc_grace + 1.0)
+        if self._own_client and self._api_client is not None:
+            await step("kubernetes client", self._api_client.close(), 2.0)
+        for e in errors:
+            log.warning("shutdown: %s", e)
+        log.info("controller %s stopped", self.settings.replica_id)
+
+    # ------------------------------------------------------------ readers
+
+    def is_ready(self) -> bool:
+        return self.writer is not None and self.writer.ready
+
+    def _values(self, kind: str) -> dict[str, object]:
+        w = self.watchers.get(kind)
+        return {} if w is None else {k: c.value for k, c in w.cache.items()}
+
+    def status(self) -> dict[str, Any]:
+        assert self.writer is not None
+        dist = {n["node"]: n for n in self.distributor.nodes_status()}
+        in_cluster = set(self._values("Node"))
+        nodes = []
+        for name in sorted(set(dist) | in_cluster):
+            row = dict(dist.get(name) or {"node": name, "connected": False, "replica": "",
+                                          "desired_version": 0, "applied_version": 0, "lag": None,
+                                          "in_sync": False, "last_apply_unix": 0.0, "last_error": "",
+                                          "drift_repairs": 0})
+            row["in_cluster"] = name in in_cluster
+            nodes.append(row)
+        policies = [self.policy(key) or {"key": key} for key in sorted(self._values("NetworkPolicy"))]
+        invalid = sum(1 for p in policies if not p.get("valid", True))
+        return {
+            "replica": self.settings.replica_id,
+            "ready": self.is_ready(),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "totals": {
+                "nodes": len(in_cluster),
+                "agents_connected": sum(1 for n in nodes if n.get("connected")),
+                "agents_in_sync": sum(1 for n in nodes if n.get("in_sync")),
+                "namespaces": len(self._values("Namespace")),
+                "pods": len(self._values("Pod")),
+                "policies": len(policies),
+                "invalid_policies": invalid,
+            },
+            "nodes": nodes,
+            "policies": policies,
+            "watches": [w.status().to_json() for w in self.watchers.values()],
+            "writer": {"batches": self.writer.batches, "changes": self.writer.changes,
+                       "published": self.writer.published, "last_publish_unix": self.writer.last_publish,
+                       "queued": self.writer.queue.qsize()},
+            "distributor": self.distributor.stats(),
+        }
+
+    def node_state_json(self, node: str) -> dict[str, Any] | None:
+        from controller.status_web import node_state_json
+
+        d = self.distributor.desired(node) if self.distributor is not None else None
+        if d is None:
+            return None
+        state, version, _ = d
+        return node_state_json(state, version)
+
+    def policy(self, key: str) -> dict[str, Any] | None:
+        v = self._values("NetworkPolicy").get(key)
+        if v is None:
+            return None
+        if isinstance(v, InvalidPolicy):
+            return {"key": key, "valid": False, "errors": list(v.errors)}
+        assert self.writer is not None
+        info = _as_dict(self.writer.engine.policy_info(key))
+        info.update({"key": key, "valid": True, "errors": []})
+        return info
+
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:
+        from controller.status_web import ExplainError
+
+        if self.writer is None or not self.writer.ready:
+            raise ExplainError("controller not ready: the cluster has not been listed yet")
+        proto: Any = protocol
+        try:
+            d = oracle.decide(self.writer.cluster, src, dst, port, proto)
+        except oracle.OracleError as e:
+            raise ExplainError(str(e)) from None
+        out = d.to_json()
+        out["reasons"] = d.reasons()
+        out["summary"] = d.summary()
+        return out
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for t, r in zip(tasks, results, strict=True):
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            log.warning("task %s ended with %s: %s", t.get_name(), type(r).__name__, r)
