@@ -299,7 +299,10 @@ class Controller:
     async def _start_grpc(self) -> Any:
         from controller import grpc_server
 
-        server = grpc_server.GrpcServer(self.distributor, self, self.settings.grpc_host, self.settings.grpc_port)
+        host = self.settings.grpc_host
+        host = f"[{host}]" if ":" in host else host
+        server = grpc_server.ControllerGrpcServer(self.distributor, explain=self,
+                                                  listen=f"{host}:{self.settings.grpc_port}")
         self.grpc_port = await server.start()
         return server
 

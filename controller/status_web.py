@@ -43,8 +43,12 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 REFRESH_SECONDS = 5
 
 
-class ExplainError(ValueError):
-    """A well-formed explain request naming something that does not exist."""
+class ExplainError(KeyError):
+    """A well-formed explain request naming something that does not exist
+    (a KeyError so the gRPC Explain maps it to NOT_FOUND too)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
 
 
 class StatusSource(Protocol):
