@@ -1,0 +1,391 @@
+"""Hands each node agent the latest desired state of its node, and tracks its acks.
+
+The controller's single writer task calls :meth:`Distributor.publish`
+whenever a node's desired state changed.  The distributor keeps, per node,
+only the *latest* state with its version (a counter per node, this replica's
+own), digest and the delta from the previous state.  Each connected agent
+has one stream session (:meth:`Distributor.run_stream`, driven by
+``controller.grpc_server``) that sends:
+
+    hello(digest) --> digest == desired digest ?  InSync(version)
+                                                : Snapshot parts + SnapshotComplete
+    then, each time the state moved on and the previous update was acked:
+                      Delta(sent version -> latest version) parts + DeltaComplete
+
+At most one update is in flight per agent (window of one), so a slow agent
+never builds a backlog: when it acks, it gets one delta from what it has to
+the latest state, however many versions were published meanwhile
+(coalescing).  A failed ack (bad state, digest mismatch, kernel error)
+makes the session send a fresh snapshot after a bounded, growing pause.
+Nothing is sent before :meth:`set_ready` (the readiness gate: the
+controller has listed every watch and computed every node once).
+
+What it does not do: compile states, speak gRPC or protobuf (the codec
+builds the messages; ``controller.grpc_server`` moves them), or persist
+anything.  All methods run on the controller's event loop; ``publish`` is
+synchronous so the writer task never waits for a slow agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from stockade.state import NodeDelta, NodeState, diff
+from stockade.wire import codec
+from stockade.wire.digest import DigestCache
+from stockade.wire.messages import Ack, Hello, HostCheck
+
+log = logging.getLogger("stockade.distributor")
+
+BYTES_SENT = Counter("stockade_wire_bytes_sent", "Bytes of controller messages sent to agents")
+MESSAGES_SENT = Counter("stockade_wire_messages_sent", "Controller messages sent to agents")
+UPDATES_SENT = Counter("stockade_wire_updates_sent", "Updates sent to agents by kind", ["kind"])
+CONNECTED = Gauge("stockade_wire_connected_agents", "Agents with an open stream to this replica")
+APPLY_SECONDS = Histogram("stockade_wire_agent_apply_seconds", "Apply time reported in agents' acks",
+                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+PUBLISH_TO_ACK = Histogram("stockade_wire_publish_to_ack_seconds", "From publish to the agent's ack of that version",
+                           buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+ACK_ERRORS = Counter("stockade_wire_ack_errors", "Acks reporting that a version was not applied")
+
+Send = Callable[[Any], Awaitable[None]]
+
+_PUBLISH_TIMES_KEPT = 64  # publish times remembered per node for the latency metric
+
+
+@dataclass(eq=False)
+class _Session:
+    """One agent stream.  ``inflight``: version sent and not yet acked."""
+
+    peer: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    inflight: int | None = None
+    need_snapshot: bool = True
+    agent_digest: str = ""  # what the agent last said it enforces
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+@dataclass(eq=False)
+class _Node:
+    """What the distributor knows about one node.
+
+    Desired side: ``state`` (None: never published or removed), ``version``,
+    ``digest``, ``delta`` = (base version, delta to ``version``).
+    Agent side: the latest hello and ack fields, for ``nodes_status``."""
+
+    name: str
+    state: NodeState | None = None
+    version: int = 0
+    digest: str = ""
+    delta: tuple[int, NodeDelta] | None = None
+    published_at: dict[int, float] = field(default_factory=dict)
+    session: _Session | None = None
+    agent_version: str = ""
+    host_checks: tuple[HostCheck, ...] = ()
+    acked_version: int = 0
+    acked_digest: str = ""
+    last_ack_unix: float = 0.0
+    last_apply_seconds: float = 0.0
+    last_error: str = ""
+    drift_repairs: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    peer: str = ""
+    ack_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Distributor:
+    """Per-node latest desired state, streamed to agents (see the module docstring).
+
+    ``replica`` names this controller replica in messages and status.
+    ``retry_base``/``retry_max`` bound the pause before a snapshot is re-sent
+    after a failed ack.  ``budget`` is the codec's part size.
+    """
+
+    def __init__(self, replica: str = "", *, budget: int = codec.DEFAULT_BUDGET,
+                 retry_base: float = 0.5, retry_max: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.replica = replica
+        self.budget = budget
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.clock = clock
+        self._nodes: dict[str, _Node] = {}
+        self._ready = asyncio.Event()
+        self._ready_change = asyncio.Event()
+        self._closing = False
+        self.snapshots_sent = 0
+        self.deltas_sent = 0
+        self.in_syncs_sent = 0
+        self.bytes_sent = 0
+        self._digests = DigestCache()  # shared by all nodes; swept every few publishes
+        self._publishes_since_sweep = 0
+
+    # ---------------------------------------------------------------- writer side
+
+    def _node(self, name: str) -> _Node:
+        n = self._nodes.get(name)
+        if n is None:
+            n = self._nodes[name] = _Node(name)
+        return n
+
+    def publish(self, node: str, state: NodeState, digest: str | None = None) -> int:
+        """Make ``state`` the desired state of ``node``; returns its version.
+
+        Computes the digest (unless given: it must be ``stockade.state.digest(state)``)
+        and the delta from the previous state; an unchanged digest is a no-op.
+        Wakes the node's stream.  Never blocks."""
+        if state.node != node:
+            raise ValueError(f"publish: state is for node {state.node!r}, not {node!r}")
+        n = self._node(node)
+        d = self._digests.digest(state, evict=False) if digest is None else digest
+        self._publishes_since_sweep += 1
+        if self._publishes_since_sweep > 2 * len(self._nodes) + 1000:
+            self._publishes_since_sweep = 0
+            self._digests.retain(x.state for x in self._nodes.values() if x.state is not None)
+        if n.state is not None and d == n.digest:
+            return n.version
+        n.delta = (n.version, diff(n.state, state)) if n.state is not None else None
+        n.state, n.version, n.digest = state, n.version + 1, d
+        n.published_at[n.version] = self.clock()
+        if len(n.published_at) > _PUBLISH_TIMES_KEPT:
+            del n.published_at[min(n.published_at)]
+        if n.session is not None:
+            n.session.wake.set()
+        return n.version
+
+    def remove_node(self, node: str) -> None:
+        """The node is gone: forget its desired state (its agent, if still
+        connected, keeps enforcing what it has and gets nothing more)."""
+        n = self._nodes.get(node)
+        if n is None:
+            return
+        if n.session is None:
+            del self._nodes[node]
+        else:
+            n.state, n.delta = None, None
+
+    def set_ready(self, ready: bool = True) -> None:
+        """Open (or close) the readiness gate: nothing is sent while closed."""
+        if ready:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        old, self._ready_change = self._ready_change, asyncio.Event()
+        old.set()
+        for n in self._nodes.values():
+            if n.session is not None:
+                n.session.wake.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def ready_changed(self) -> None:
+        """Return at the next ``set_ready`` call."""
+        await self._ready_change.wait()
+
+    def close_streams(self) -> None:
+        """End every agent stream (shutdown): their ``run_stream`` calls return
+        promptly and the agents reconnect elsewhere, keeping what they enforce.
+        Streams opened afterwards end at once."""
+        self._closing = True
+        for n in self._nodes.values():
+            if n.session is not None:
+                n.session.closed = True
+                n.session.wake.set()
+
+    def desired(self, node: str) -> tuple[NodeState, int, str] | None:
+        """(state, version, digest) of ``node``, or None."""
+        n = self._nodes.get(node)
+        if n is None or n.state is None:
+            return None
+        return n.state, n.version, n.digest
+
+    def nodes(self) -> list[str]:
+        return sorted(self._nodes)
+
+    def nodes_status(self) -> list[dict[str, Any]]:
+        """One dict per node (sorted by name): connection, desired and acked
+        version/digest, lag, last apply, last error, host checks, drift repairs."""
+        now = time.time()
+        out = []
+        for name in sorted(self._nodes):
+            n = self._nodes[name]
+            in_sync = n.state is not None and n.acked_digest == n.digest
+            out.append({
+                "node": name,
+                "connected": n.session is not None,
+                "replica": self.replica if n.session is not None else "",
+                "peer": n.peer,
+                "agent_version": n.agent_version,
+                "removed": n.state is None,
+                "desired_version": n.version,
+                "desired_digest": n.digest,
+                "applied_version": n.acked_version,
+                "applied_digest": n.acked_digest,
+                "in_sync": in_sync,
+                "lag": 0 if in_sync else max(0, n.version - n.acked_version),
+                "last_apply_unix": n.last_ack_unix,
+                "last_apply_age_seconds": (now - n.last_ack_unix) if n.last_ack_unix else None,
+                "last_apply_seconds": n.last_apply_seconds,
+                "last_error": n.last_error,
+                "host_checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in n.host_checks],
+                "drift_repairs": n.drift_repairs,
+                "counts": dict(n.counts),
+            })
+        return out
+
+    async def wait_acked(self, node: str, version: int, timeout: float) -> bool:
+        """True once ``node``'s agent acked ``version`` (or later), False after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            n = self._node(node)
+            if n.acked_version >= version:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(n.ack_event.wait(), left)
+
+    def stats(self) -> dict[str, int]:
+        return {"snapshots_sent": self.snapshots_sent, "deltas_sent": self.deltas_sent,
+                "in_syncs_sent": self.in_syncs_sent, "bytes_sent": self.bytes_sent,
+                "connected": sum(1 for n in self._nodes.values() if n.session is not None)}
+
+    # ---------------------------------------------------------------- stream side
+
+    async def run_stream(self, hello: Hello, peer: str, send: Send, acks: AsyncIterator[Ack]) -> None:
+        """Serve one agent stream until the agent goes away, a newer stream
+        of the same node replaces this one, or the task is cancelled.
+        ``send`` writes one codec message; ``acks`` yields the agent's acks."""
+        if not hello.node:
+            raise ValueError("hello: node name is empty")
+        if self._closing:
+            return
+        n = self._node(hello.node)
+        old = n.session
+        s = _Session(peer, agent_digest=hello.applied_digest)
+        n.session, n.peer, n.agent_version, n.host_checks = s, peer, hello.agent_version, hello.host_checks
+        if old is not None:
+            old.closed = True
+            old.wake.set()
+            log.info("node %s: new stream from %s replaces the one from %s", hello.node, peer, old.peer)
+        else:
+            CONNECTED.inc()
+        log.info("node %s: agent %s connected from %s (applied digest %s)", hello.node,
+                 hello.agent_version, peer, hello.applied_digest[:12] or "-")
+        reader = asyncio.create_task(self._read_acks(n, s, acks), name=f"acks-{hello.node}")
+        try:
+            await self._write_loop(n, s, send)
+        finally:
+            s.closed = True
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if n.session is s:
+                n.session = None
+                CONNECTED.dec()
+                log.info("node %s: agent stream from %s closed", hello.node, peer)
+                if n.state is None and hello.node in self._nodes:
+                    del self._nodes[hello.node]
+
+    async def _read_acks(self, n: _Node, s: _Session, acks: AsyncIterator[Ack]) -> None:
+        try:
+            async for a in acks:
+                self._on_ack(n, s, a)
+        finally:
+            s.closed = True
+            s.wake.set()
+
+    def _on_ack(self, n: _Node, s: _Session, a: Ack) -> None:
+        if s.inflight is not None and a.version == s.inflight:
+            s.inflight = None
+        s.agent_digest = a.applied_digest
+        n.last_ack_unix = time.time()
+        n.drift_repairs = a.drift_repairs
+        if a.counts:
+            n.counts = dict(a.counts)
+        if a.ok:
+            s.failures = 0
+            n.acked_version, n.acked_digest = a.version, a.applied_digest
+            n.last_apply_seconds = a.apply_seconds
+            n.last_error = ""
+            APPLY_SECONDS.observe(a.apply_seconds)
+            t0 = n.published_at.get(a.version)
+            if t0 is not None:
+                PUBLISH_TO_ACK.observe(self.clock() - t0)
+            for v in [v for v in n.published_at if v <= a.version]:
+                del n.published_at[v]
+        else:
+            ACK_ERRORS.inc()
+            n.last_error = a.error or "agent reported a failure without a reason"
+            n.acked_version = a.applied_version if a.applied_digest and a.applied_digest == n.digest else n.acked_version
+            n.acked_digest = a.applied_digest
+            s.need_snapshot = True
+            s.inflight = None
+            s.failures += 1
+            s.retry_at = self.clock() + min(self.retry_max, self.retry_base * 2 ** (s.failures - 1))
+            log.warning("node %s: agent did not apply version %d: %s (snapshot again in %.1fs)",
+                        n.name, a.version, n.last_error, s.retry_at - self.clock())
+        old, n.ack_event = n.ack_event, asyncio.Event()
+        old.set()
+        s.wake.set()
+
+    async def _write_loop(self, n: _Node, s: _Session, send: Send) -> None:
+        sent_version, sent_state, sent_digest = 0, None, ""
+        while not s.closed:
+            wait: float | None = None
+            if not self._ready.is_set() or n.state is None or s.inflight is not None:
+                wait = None
+            elif s.need_snapshot and s.failures and self.clock() < s.retry_at:
+                wait = s.retry_at - self.clock()
+            elif s.need_snapshot or n.version != sent_version:
+                state, version, dig = n.state, n.version, n.digest
+                if s.need_snapshot:
+                    if s.agent_digest == dig:
+                        msgs = [codec.encode_in_sync(n.name, version, dig, self.replica)]
+                        kind = "in_sync"
+                        self.in_syncs_sent += 1
+                    else:
+                        msgs = codec.encode_snapshot(state, version, dig, self.replica, self.budget)
+                        kind = "snapshot"
+                        self.snapshots_sent += 1
+                else:
+                    assert sent_state is not None
+                    if n.delta is not None and n.delta[0] == sent_version:
+                        delta = n.delta[1]
+                    else:
+                        delta = diff(sent_state, state)
+                    msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
+                                              self.replica, self.budget)
+                    kind = "delta"
+                    self.deltas_sent += 1
+                s.inflight, s.need_snapshot = version, False
+                sent_version, sent_state, sent_digest = version, state, dig
+                UPDATES_SENT.labels(kind).inc()
+                for m in msgs:
+                    size = m.ByteSize()
+                    await send(m)
+                    self.bytes_sent += size
+                    BYTES_SENT.inc(size)
+                    MESSAGES_SENT.inc()
+                    if s.closed:
+                        return
+                continue
+            s.wake.clear()
+            if wait is None:
+                await s.wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(s.wake.wait(), wait)

@@ -1,0 +1,350 @@
+"""The agent's end of the controller stream: receive, verify, apply, acknowledge.
+
+One :class:`AgentClient` per agent process.  :meth:`AgentClient.run`
+loops forever:
+
+    pick a controller address (flags in order, each DNS name expanded to
+    all its addresses, rotating after every failure)
+    -> open Distribution.Stream, send Hello(node, digest of what we enforce)
+    -> InSync        : nothing to write; adopt the controller's version
+       Snapshot      : validate, check digest, apply, ack
+       Delta         : base version/digest must be ours; apply to our last
+                       good state, validate, check digest, apply, ack
+       Rejected/bad  : keep the last good state, ack the error, ask for a
+                       fresh snapshot (resync)
+    -> stream ends or fails: jittered exponential backoff, then again.
+
+It never clears or touches the dataplane on its own: while disconnected
+the kernel keeps the last good state (fail-static), and a reconnect whose
+hello digest matches costs no kernel write.  Applying is delegated to an
+:class:`Applier` (``nodeagent.dataplane.Dataplane`` in the agent; a
+recording double in tests).
+
+It does not speak protobuf itself (``stockade.wire.codec`` does) and does
+not run servers (``nodeagent.service``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from stockade.state import NodeDelta, NodeState, StateError, apply_delta, validate
+from stockade.v1 import stockade_pb2_grpc
+from stockade.wire import codec, grpcutil
+from stockade.wire.digest import DigestCache
+from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update
+
+log = logging.getLogger("stockade.agent.client")
+
+
+class ApplyResult(Protocol):
+    """What ``Applier.apply`` returns (``nodeagent.dataplane.ApplyResult`` fits)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def writes(self) -> int: ...
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+
+class Applier(Protocol):
+    """Makes the kernel enforce a state; ``nodeagent.dataplane.Dataplane`` in the agent."""
+
+    async def apply(self, state: NodeState) -> Any: ...
+
+
+@dataclass
+class ClientSettings:
+    """``controllers``: ``HOST:PORT`` strings, tried in order (a name with
+    several addresses counts as several).  Backoff after a failed or
+    ended stream: ``backoff_initial`` doubling up to ``backoff_max``,
+    each delay multiplied by a random factor in [1 - jitter, 1]; reset
+    once a stream delivered an update."""
+
+    node: str
+    controllers: Sequence[str]
+    agent_version: str = ""
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    jitter: float = 0.5
+    connect_timeout: float = 5.0
+
+
+def check_delta(old: NodeState, new: NodeState, delta: NodeDelta) -> None:
+    """``validate(new)`` without re-checking members that ``old`` already had
+    (old was validated when it was accepted): sets the delta did not touch
+    are checked by name/type/family only, member changes by their added
+    members.  Raises StateError like ``validate``."""
+    upserted = {s.name for s in delta.sets_upserted}
+    changed = {m.name: m for m in delta.set_members}
+    shells = {}
+    for name, s in new.sets.items():
+        if name in upserted:
+            shells[name] = s
+        elif name in changed:
+            md = changed[name]
+            shells[name] = s.with_members(md.added, md.nomatch_added)
+        else:
+            shells[name] = s.with_members(frozenset(), frozenset())
+    validate(NodeState(new.node, shells, new.v4, new.v6))
+
+
+async def resolve(addresses: Sequence[str]) -> list[str]:
+    """Every ``HOST:PORT`` expanded to ``IP:PORT`` targets (DNS names with
+    several addresses give several); a name that does not resolve is kept
+    as is (grpc retries the name itself)."""
+    loop = asyncio.get_running_loop()
+    out: list[str] = []
+    for a in addresses:
+        host, port = grpcutil.parse_hostport(a, 7700)
+        try:
+            infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), 5.0)
+        except (OSError, TimeoutError):
+            infos = []
+        ips: list[str] = []
+        for info in infos:
+            ip = str(info[4][0])
+            if ip not in ips:
+                ips.append(ip)
+        if not ips:
+            out.append(a)
+        for ip in ips:
+            t = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            if t not in out:
+                out.append(t)
+    return out
+
+
+class AgentClient:
+    """See the module docstring.  Status attributes are read by the agent's
+    debug service and metrics: ``state``/``version``/``digest`` (the last
+    good state and the controller's version of it), ``connected``,
+    ``controller`` (current target), ``last_error``, ``last_apply_unix``,
+    ``counts``, ``applies``/``rejects``/``connects``."""
+
+    def __init__(self, settings: ClientSettings, applier: Applier, *,
+                 host_checks: Callable[[], Sequence[HostCheck]] = tuple,
+                 drift_repairs: Callable[[], int] = lambda: 0,
+                 on_applied: Callable[[NodeState, int, str], Awaitable[None] | None] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None,
+                 initial: tuple[NodeState, int, str] | None = None) -> None:
+        if not settings.node:
+            raise ValueError("agent client: node name is empty")
+        if not settings.controllers:
+            raise ValueError("agent client: no controller address")
+        self.settings = settings
+        self.applier = applier
+        self.host_checks = host_checks
+        self.drift_repairs = drift_repairs
+        self.on_applied = on_applied
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.state: NodeState | None = None
+        self.version = 0
+        self.digest = ""
+        if initial is not None:
+            self.state, self.version, self.digest = initial
+        self.connected = False
+        self.controller = ""
+        self.last_error = ""
+        self.last_apply_unix = 0.0
+        self.counts: dict[str, int] = {}
+        self.applies = 0
+        self.rejects = 0
+        self.connects = 0
+        self.attempts = 0
+        self.delays: list[float] = []  # backoff delays taken (most recent last; bounded)
+        self._digests = DigestCache()
+        self._call: Any = None
+        self._stopping = False
+        self.synced = asyncio.Event()  # set once this process enforces a controller-confirmed state
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Connect, stream, back off, again; until :meth:`stop`."""
+        failures = 0
+        index = 0
+        while not self._stopping:
+            targets = await resolve(self.settings.controllers)
+            target = targets[index % len(targets)]
+            self.attempts += 1
+            delivered = False
+            try:
+                delivered = await self._session(target)
+                if not self._stopping:
+                    log.warning("stream to controller %s ended; reconnecting", target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a failed connection or stream: back off, keep enforcing
+                if self._stopping:
+                    break
+                self.last_error = f"controller {target}: {_describe(e)}"
+                log.warning("%s (keeping the last applied state)", self.last_error)
+            finally:
+                self.connected = False
+                self._call = None
+            if self._stopping:
+                break
+            failures = 0 if delivered else failures + 1
+            index += 1
+            delay = self.backoff(failures)
+            self.delays = [*self.delays[-99:], delay]
+            await self.sleep(delay)
+
+    def backoff(self, failures: int) -> float:
+        """The pause after ``failures`` consecutive failed attempts (0: a short pause)."""
+        s = self.settings
+        base = min(s.backoff_max, s.backoff_initial * (2 ** max(0, failures - 1)))
+        if failures == 0:
+            base = s.backoff_initial / 4
+        return base * (1 - s.jitter * self.rng.random())
+
+    def stop(self) -> None:
+        """Stop reconnecting and end the current stream; never touches the dataplane."""
+        self._stopping = True
+        if self._call is not None:
+            self._call.cancel()
+
+    # ---------------------------------------------------------------- one stream
+
+    async def _session(self, target: str) -> bool:
+        """One stream to ``target``; True when at least one update arrived."""
+        delivered = False
+        async with grpc.aio.insecure_channel(target, options=grpcutil.CLIENT_OPTIONS) as channel:
+            await asyncio.wait_for(channel.channel_ready(), self.settings.connect_timeout)
+            call = stockade_pb2_grpc.DistributionStub(channel).Stream()
+            self._call = call
+            hello = Hello(self.settings.node, self.settings.agent_version,
+                          self.digest if self.state is not None else "", tuple(self.host_checks()))
+            await call.write(codec.encode_hello(hello))
+            self.connected, self.controller = True, target
+            self.connects += 1
+            log.info("connected to controller %s as node %s (enforcing %s)", target, self.settings.node,
+                     f"version {self.version}, digest {self.digest[:12]}" if self.state is not None else "nothing yet")
+            asm = codec.Assembler()
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return delivered
+                update = asm.feed(msg)
+                if update is None:
+                    continue
+                delivered = True
+                ack = await self.handle(update)
+                await call.write(codec.encode_ack(ack))
+
+    async def handle(self, u: Update) -> Ack:
+        """Verify and apply one complete update; the ack to send back."""
+        if isinstance(u, Rejected):
+            return self._reject(u.version, f"malformed update: {u.error}")
+        if isinstance(u, InSync):
+            if self.state is None or u.digest != self.digest:
+                return self._reject(u.version, f"in_sync for digest {u.digest[:12]} but this agent enforces "
+                                               f"{self.digest[:12] or 'nothing'}")
+            self.version = u.version
+            self.synced.set()
+            log.info("in sync with controller at version %d (digest %s): nothing to apply",
+                     u.version, u.digest[:12])
+            return self._ok(u.version, 0.0, 0)
+        if isinstance(u, Snapshot):
+            new = u.state
+            try:
+                if new.node != self.settings.node:
+                    raise StateError(f"snapshot is for node {new.node!r}, this is {self.settings.node!r}")
+                validate(new)
+            except StateError as e:
+                return self._reject(u.version, f"snapshot version {u.version}: {e}")
+            return await self._apply(new, u.version, u.digest, "snapshot")
+        assert isinstance(u, Delta)
+        if self.state is None or u.base_version != self.version or u.base_digest != self.digest:
+            return self._reject(u.version, f"delta {u.base_version}->{u.version} (base digest {u.base_digest[:12]}) "
+                                           f"does not fit version {self.version} (digest {self.digest[:12] or '-'})")
+        try:
+            new = apply_delta(self.state, u.delta)
+            check_delta(self.state, new, u.delta)
+        except StateError as e:
+            return self._reject(u.version, f"delta {u.base_version}->{u.version}: {e}")
+        return await self._apply(new, u.version, u.digest, "delta")
+
+    async def _apply(self, new: NodeState, version: int, want_digest: str, kind: str) -> Ack:
+        got = self._digests.digest(new)
+        if got != want_digest:
+            return self._reject(version, f"{kind} version {version}: digest {got[:12]} of the result differs "
+                                         f"from the controller's {want_digest[:12]}")
+        t0 = time.monotonic()
+        try:
+            r = await self.applier.apply(new)
+        except Exception as e:  # the dataplane raised instead of reporting: still an error to ack
+            r = None
+            err = f"apply raised {_describe(e)}"
+        else:
+            err = "" if r.ok else (r.error or "apply failed")
+        seconds = float(getattr(r, "seconds", 0.0) or (time.monotonic() - t0))
+        writes = int(getattr(r, "writes", 0) or 0)
+        if err:
+            self.last_error = f"{kind} version {version}: {err}"
+            self.rejects += 1
+            log.error("apply of %s version %d failed, keeping the last good state: %s", kind, version, err)
+            return Ack(version, False, self.last_error, self.digest, self.version, seconds,
+                       self.counts, writes, resync=True, drift_repairs=self.drift_repairs())
+        self.state, self.version, self.digest = new, version, got
+        self.counts = {k: int(v) for k, v in dict(getattr(r, "counts", None) or {}).items()}
+        self.last_apply_unix = time.time()
+        self.last_error = ""
+        self.applies += 1
+        self.synced.set()
+        log.info("applied %s version %d (digest %s) in %.3fs, %d kernel writes",
+                 kind, version, got[:12], seconds, writes)
+        if self.on_applied is not None:
+            res = self.on_applied(new, version, got)
+            if res is not None:
+                await res
+        return self._ok(version, seconds, writes)
+
+    def _ok(self, version: int, seconds: float, writes: int) -> Ack:
+        return Ack(version, True, "", self.digest, self.version, seconds, self.counts, writes,
+                   drift_repairs=self.drift_repairs())
+
+    def _reject(self, version: int, error: str) -> Ack:
+        self.last_error = error
+        self.rejects += 1
+        log.error("rejected update version %d, keeping the last good state and asking for a snapshot: %s",
+                  version, error)
+        return Ack(version, False, error, self.digest, self.version, 0.0, self.counts, 0, resync=True,
+                   drift_repairs=self.drift_repairs())
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.settings.node, "connected": self.connected, "controller": self.controller,
+                "version": self.version, "digest": self.digest, "counts": dict(self.counts),
+                "last_error": self.last_error, "last_apply_unix": self.last_apply_unix,
+                "applies": self.applies, "rejects": self.rejects, "connects": self.connects}
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return f"{e.code().name}: {e.details()}"
+    if isinstance(e, TimeoutError):
+        return "timed out connecting"
+    return f"{type(e).__name__}: {e}"
+
+
+async def close_quietly(call: Any) -> None:
+    with contextlib.suppress(Exception):
+        await call.done_writing()

@@ -1,0 +1,1 @@
+"""The controller <-> agent wire: generated-code maintenance and the codec."""

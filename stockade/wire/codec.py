@@ -1,0 +1,497 @@
+"""stockade.state / stockade.wire.messages <-> protobuf, and chunking.
+
+This is the only module that builds or reads ``stockade.v1`` message
+types.  Encoding splits a snapshot or delta into parts of at most
+``budget`` bytes (estimated while building, checked against gRPC's 4 MB
+default with a wide margin): a set whose members do not fit is split into
+several partial sets with the same name, a chain with too many rules into
+several partial chains; the :class:`Assembler` joins them back in order and
+returns a complete :class:`~stockade.wire.messages.Snapshot` or
+:class:`~stockade.wire.messages.Delta` only when the ``*Complete`` marker
+arrived with the announced number of parts.
+
+Decoding is strict: an unknown enum value, a part for another version, a
+marker whose part count does not match, a part of the wrong kind in the
+middle of an assembly all raise :class:`WireError` naming what is wrong.
+It does not validate the *content* (``stockade.state.validate``) nor
+compare digests: the agent's client does that, because it owns the
+decision to reject.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from stockade.state import (
+    Chain,
+    Family,
+    FamilyState,
+    Hook,
+    IPSet,
+    NodeDelta,
+    NodeState,
+    Rule,
+    SetMatch,
+    SetMembersDelta,
+)
+from stockade.v1 import stockade_pb2 as pb
+from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update, WireError
+
+# Parts stay under this many bytes (gRPC's default receive limit is 4 MiB).
+DEFAULT_BUDGET = 1 << 20
+GRPC_DEFAULT_LIMIT = 4 << 20
+
+_FAMILY: dict[str, int] = {"inet": pb.FAMILY_INET, "inet6": pb.FAMILY_INET6}
+_FAMILY_R: dict[int, Family] = {pb.FAMILY_INET: "inet", pb.FAMILY_INET6: "inet6"}
+_SETTYPE: dict[str, int] = {"hash:ip": pb.SET_TYPE_HASH_IP, "hash:net": pb.SET_TYPE_HASH_NET,
+                            "hash:ip,port": pb.SET_TYPE_HASH_IP_PORT}
+_SETTYPE_R: dict[int, Any] = {v: k for k, v in _SETTYPE.items()}
+_ACTION: dict[str, int] = {"RETURN": pb.ACTION_RETURN, "DROP": pb.ACTION_DROP, "JUMP": pb.ACTION_JUMP,
+                           "MARK": pb.ACTION_MARK, "NFLOG": pb.ACTION_NFLOG}
+_ACTION_R: dict[int, Any] = {v: k for k, v in _ACTION.items()}
+_PROTO: dict[str | None, int] = {None: pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP,
+                                 "sctp": pb.PROTOCOL_SCTP}
+_PROTO_R: dict[int, Any] = {v: k for k, v in _PROTO.items()}
+_DIR: dict[str, int] = {"src": pb.DIRECTION_SRC, "dst": pb.DIRECTION_DST}
+_DIR_R: dict[int, Any] = {v: k for k, v in _DIR.items()}
+_PHYS: dict[bool | None, int] = {None: pb.PHYSDEV_ANY, True: pb.PHYSDEV_BRIDGED, False: pb.PHYSDEV_NOT_BRIDGED}
+_PHYS_R: dict[int, bool | None] = {v: k for k, v in _PHYS.items()}
+
+
+def _enum(table: Mapping[int, Any], value: int, where: str) -> Any:
+    try:
+        return table[value]
+    except KeyError:
+        raise WireError(f"{where}: unknown value {value}") from None
+
+
+# --------------------------------------------------------------------------
+# single objects
+
+
+def rule_to_pb(r: Rule) -> pb.Rule:
+    m = pb.Rule(action=_ACTION[r.action], target=r.target, proto=_PROTO[r.proto],
+                ctstate=r.ctstate, in_iface=r.in_iface, out_iface=r.out_iface,
+                physdev=_PHYS[r.physdev_is_bridged], nflog_group=r.nflog_group,
+                nflog_prefix=r.nflog_prefix, limit=r.limit, comment=r.comment)
+    if r.dport is not None:
+        m.dport_first, m.dport_last = r.dport
+    for s in r.sets:
+        m.sets.add(set=s.set, dirs=[_DIR[d] for d in s.dirs], negate=s.negate)
+    if r.mark is not None:
+        m.mark.value, m.mark.mask, m.mark.negate = r.mark
+    if r.set_mark is not None:
+        m.set_mark.value, m.set_mark.mask = r.set_mark
+    return m
+
+
+def rule_from_pb(m: pb.Rule, where: str) -> Rule:
+    dport = None
+    if m.dport_first or m.dport_last:
+        dport = (m.dport_first, m.dport_last)
+    sets = tuple(SetMatch(s.set, tuple(_enum(_DIR_R, d, f"{where}.sets.dirs") for d in s.dirs), s.negate)
+                 for s in m.sets)
+    return Rule(
+        action=_enum(_ACTION_R, m.action, f"{where}.action"), target=m.target,
+        proto=_enum(_PROTO_R, m.proto, f"{where}.proto"), dport=dport, sets=sets,
+        ctstate=tuple(m.ctstate),
+        mark=(m.mark.value, m.mark.mask, m.mark.negate) if m.HasField("mark") else None,
+        set_mark=(m.set_mark.value, m.set_mark.mask) if m.HasField("set_mark") else None,
+        in_iface=m.in_iface, out_iface=m.out_iface,
+        physdev_is_bridged=_enum(_PHYS_R, m.physdev, f"{where}.physdev"),
+        nflog_group=m.nflog_group, nflog_prefix=m.nflog_prefix, limit=m.limit, comment=m.comment)
+
+
+def _set_header(s: IPSet) -> pb.IPSet:
+    return pb.IPSet(name=s.name, type=_SETTYPE[s.type], family=_FAMILY[s.family],
+                    counters=s.counters, comment=s.comment)
+
+
+def _hooks_pb(fam: Family, hooks: Iterable[Hook]) -> pb.FamilyHooks:
+    return pb.FamilyHooks(family=_FAMILY[fam], hooks=[pb.Hook(builtin=h.builtin, target=h.target,
+                                                                 position=h.position) for h in hooks])
+
+
+def _hooks_from_pb(m: pb.FamilyHooks, where: str) -> tuple[Family, tuple[Hook, ...]]:
+    fam: Family = _enum(_FAMILY_R, m.family, f"{where}.family")
+    return fam, tuple(Hook(h.builtin, h.target, h.position) for h in m.hooks)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# chunking
+
+
+class _Packer:
+    """Fills parts up to ``budget`` bytes; ``new_part`` makes an empty part."""
+
+    def __init__(self, budget: int, new_part: Any) -> None:
+        self.budget = budget
+        self.new_part = new_part
+        self.parts: list[Any] = [new_part()]
+        self.size = 0
+
+    def room(self, need: int) -> Any:
+        """The current part if ``need`` more bytes fit, else a fresh one."""
+        if self.size + need > self.budget and self.size > 0:
+            self.parts.append(self.new_part())
+            self.size = 0
+        self.size += need
+        return self.parts[-1]
+
+    def add_members(self, field_name: str, make: Any, members: Iterable[str]) -> None:
+        """Spread ``members`` over partial copies of the message ``make(part)`` returns."""
+        cur: Any = None
+        batch: list[str] = []
+        for mem in members:
+            need = len(mem) + 3
+            if cur is None or self.size + need > self.budget:
+                if cur is not None:
+                    getattr(cur, field_name).extend(batch)
+                    batch = []
+                    self.parts.append(self.new_part())
+                    self.size = 0
+                cur = make(self.room(64))
+            batch.append(mem)
+            self.size += need
+        if cur is not None and batch:
+            getattr(cur, field_name).extend(batch)
+
+    def add_chain(self, repeated_field: str, fam: Family, c: Chain) -> None:
+        cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
+        for r in c.rules:
+            rp = rule_to_pb(r)
+            need = rp.ByteSize() + 4
+            if self.size + need > self.budget:
+                self.parts.append(self.new_part())
+                self.size = 0
+                cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
+            cur.rules.append(rp)
+            self.size += need
+
+
+def _add_set(p: _Packer, field_name: str, s: IPSet) -> None:
+    """A full set (header + members + nomatch) into ``field_name`` of the parts."""
+    header = _set_header(s)
+
+    def make(part: Any) -> Any:
+        m = getattr(part, field_name).add()
+        m.CopyFrom(header)
+        return m
+
+    if not s.members and not s.nomatch:
+        make(p.room(64 + len(s.name) + len(s.comment)))
+        return
+    p.add_members("members", make, s.members)
+    p.add_members("nomatch", make, s.nomatch)
+
+
+def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = "",
+                    budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
+    """``SnapshotPart``s then one ``SnapshotComplete``."""
+    p = _Packer(budget, lambda: pb.SnapshotPart(version=version))
+    for name in sorted(state.sets):
+        _add_set(p, "sets", state.sets[name])
+    for fam in ("inet", "inet6"):
+        fs = state.family(fam)  # type: ignore[arg-type]
+        for cname in sorted(fs.chains):
+            p.add_chain("chains", fam, fs.chains[cname])  # type: ignore[arg-type]
+    first = p.parts[0]
+    for fam in ("inet", "inet6"):
+        first.hooks.append(_hooks_pb(fam, state.family(fam).hooks))  # type: ignore[arg-type]
+    msgs = [pb.ControllerMessage(snapshot_part=part) for part in p.parts]
+    msgs.append(pb.ControllerMessage(snapshot_complete=pb.SnapshotComplete(
+        node=state.node, version=version, digest=digest, parts=len(p.parts), replica=replica)))
+    return msgs
+
+
+def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
+                 replica: str = "", budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
+    """``DeltaPart``s then one ``DeltaComplete``."""
+    p = _Packer(budget, lambda: pb.DeltaPart(version=version))
+    for s in d.sets_upserted:
+        _add_set(p, "sets_upserted", s)
+    if d.sets_removed:
+        p.room(sum(len(n) + 3 for n in d.sets_removed)).sets_removed.extend(d.sets_removed)
+    for md in d.set_members:
+        def make(part: Any, name: str = md.name) -> Any:
+            return part.set_members.add(name=name)
+        for fname, members in (("added", md.added), ("removed", md.removed),
+                               ("nomatch_added", md.nomatch_added), ("nomatch_removed", md.nomatch_removed)):
+            p.add_members(fname, make, members)
+    for fam, c in d.chains_upserted:
+        p.add_chain("chains_upserted", fam, c)
+    for fam, cname in d.chains_removed:
+        p.room(len(cname) + 8).chains_removed.add(family=_FAMILY[fam], name=cname)
+    for fam, hooks in d.hooks:
+        p.room(64 * (len(hooks) + 1)).hooks.append(_hooks_pb(fam, hooks))
+    msgs = [pb.ControllerMessage(delta_part=part) for part in p.parts]
+    msgs.append(pb.ControllerMessage(delta_complete=pb.DeltaComplete(
+        node=d.node, base_version=base_version, base_digest=base_digest, version=version, digest=digest,
+        parts=len(p.parts), replica=replica)))
+    return msgs
+
+
+def encode_in_sync(node: str, version: int, digest: str, replica: str = "") -> pb.ControllerMessage:
+    return pb.ControllerMessage(in_sync=pb.InSync(node=node, version=version, digest=digest, replica=replica))
+
+
+# --------------------------------------------------------------------------
+# reassembly (agent side)
+
+
+class _SetAcc:
+    """Members of one set gathered from several parts."""
+
+    __slots__ = ("header", "members", "nomatch")
+
+    def __init__(self, header: tuple[str, Any, Family, bool, str]) -> None:
+        self.header = header
+        self.members: list[str] = []
+        self.nomatch: list[str] = []
+
+    def build(self) -> IPSet:
+        name, typ, fam, counters, comment = self.header
+        return IPSet(name, typ, fam, frozenset(self.members), frozenset(self.nomatch), counters, comment)
+
+
+def _gather_sets(sets: Iterable[pb.IPSet], acc: dict[str, _SetAcc], where: str) -> None:
+    for m in sets:
+        header = (m.name, _enum(_SETTYPE_R, m.type, f"{where}[{m.name!r}].type"),
+                  _enum(_FAMILY_R, m.family, f"{where}[{m.name!r}].family"), m.counters, m.comment)
+        a = acc.get(m.name)
+        if a is None:
+            a = acc[m.name] = _SetAcc(header)
+        elif a.header != header:
+            raise WireError(f"{where}[{m.name!r}]: parts of one set disagree on its header")
+        a.members.extend(m.members)
+        a.nomatch.extend(m.nomatch)
+
+
+def _gather_chains(chains: Iterable[pb.Chain], acc: dict[tuple[Family, str], list[Rule]], where: str) -> None:
+    for c in chains:
+        fam: Family = _enum(_FAMILY_R, c.family, f"{where}[{c.name!r}].family")
+        rules = acc.setdefault((fam, c.name), [])
+        base = len(rules)
+        rules.extend(rule_from_pb(r, f"{where}[{c.name!r}].rules[{base + i}]") for i, r in enumerate(c.rules))
+
+
+class Assembler:
+    """Joins parts into complete updates; one per stream.
+
+    ``feed`` returns ``None`` while an update is incomplete, then the
+    :class:`Snapshot`, :class:`Delta` or :class:`InSync`.  A malformed part
+    makes the rest of that update be skipped; its final marker then
+    yields a :class:`Rejected` naming the first error.
+    """
+
+    _FINAL = ("snapshot_complete", "delta_complete", "in_sync")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def feed(self, msg: pb.ControllerMessage) -> Update | None:
+        which = msg.WhichOneof("kind")
+        final = which in self._FINAL or which is None
+        if self._error:
+            if not final:
+                return None
+            err = self._error
+            self.reset()
+            return Rejected(_final_version(msg), err)
+        try:
+            return self._feed(msg, which)
+        except WireError as e:
+            if final:
+                self.reset()
+                return Rejected(_final_version(msg), str(e))
+            self._error = str(e)
+            return None
+
+    def reset(self) -> None:
+        self._error = ""
+        self._kind = ""
+        self._version = 0
+        self._parts = 0
+        self._sets: dict[str, _SetAcc] = {}
+        self._chains: dict[tuple[Family, str], list[Rule]] = {}
+        self._hooks: dict[Family, tuple[Hook, ...]] = {}
+        self._removed: list[str] = []
+        self._members: dict[str, list[list[str]]] = {}
+        self._chains_removed: list[tuple[Family, str]] = []
+
+    def _start(self, kind: str, version: int) -> None:
+        if self._kind and (self._kind != kind or self._version != version):
+            raise WireError(f"{kind} part for version {version} in the middle of a {self._kind} "
+                            f"for version {self._version}")
+        self._kind, self._version = kind, version
+        self._parts += 1
+
+    def _finish(self, kind: str, version: int, parts: int) -> None:
+        if self._kind not in ("", kind) or (self._kind and self._version != version):
+            raise WireError(f"{kind} complete for version {version} while assembling a {self._kind} "
+                            f"for version {self._version}")
+        if parts != self._parts:
+            raise WireError(f"{kind} complete for version {version} announces {parts} parts, "
+                            f"{self._parts} arrived")
+
+    def _feed(self, msg: pb.ControllerMessage, which: str | None) -> Update | None:
+        if which == "snapshot_part":
+            sp = msg.snapshot_part
+            self._start("snapshot", sp.version)
+            _gather_sets(sp.sets, self._sets, "snapshot.sets")
+            _gather_chains(sp.chains, self._chains, "snapshot.chains")
+            for h in sp.hooks:
+                fam, hooks = _hooks_from_pb(h, "snapshot.hooks")
+                self._hooks[fam] = self._hooks.get(fam, ()) + hooks
+            return None
+        if which == "delta_part":
+            dp = msg.delta_part
+            self._start("delta", dp.version)
+            _gather_sets(dp.sets_upserted, self._sets, "delta.sets_upserted")
+            self._removed.extend(dp.sets_removed)
+            for md in dp.set_members:
+                acc = self._members.setdefault(md.name, [[], [], [], []])
+                acc[0].extend(md.added)
+                acc[1].extend(md.removed)
+                acc[2].extend(md.nomatch_added)
+                acc[3].extend(md.nomatch_removed)
+            _gather_chains(dp.chains_upserted, self._chains, "delta.chains_upserted")
+            for cr in dp.chains_removed:
+                self._chains_removed.append((_enum(_FAMILY_R, cr.family, "delta.chains_removed.family"), cr.name))
+            for h in dp.hooks:
+                fam, hooks = _hooks_from_pb(h, "delta.hooks")
+                self._hooks[fam] = self._hooks.get(fam, ()) + hooks
+            return None
+        try:
+            if which == "snapshot_complete":
+                sc = msg.snapshot_complete
+                self._finish("snapshot", sc.version, sc.parts)
+                fams = {fam: FamilyState({n: Chain(n, tuple(r)) for (f, n), r in self._chains.items() if f == fam},
+                                         self._hooks.get(fam, ())) for fam in ("inet", "inet6")}
+                state = NodeState(sc.node, {n: a.build() for n, a in self._sets.items()},
+                                  fams["inet"], fams["inet6"])
+                return Snapshot(state, sc.version, sc.digest, sc.replica, sc.parts)
+            if which == "delta_complete":
+                dc = msg.delta_complete
+                self._finish("delta", dc.version, dc.parts)
+                delta = NodeDelta(
+                    dc.node,
+                    sets_upserted=tuple(a.build() for a in self._sets.values()),
+                    sets_removed=tuple(self._removed),
+                    set_members=tuple(SetMembersDelta(n, frozenset(a), frozenset(r), frozenset(na), frozenset(nr))
+                                      for n, (a, r, na, nr) in self._members.items()),
+                    chains_upserted=tuple((f, Chain(n, tuple(r))) for (f, n), r in self._chains.items()),
+                    chains_removed=tuple(self._chains_removed),
+                    hooks=tuple(self._hooks.items()))
+                return Delta(delta, dc.base_version, dc.base_digest, dc.version, dc.digest, dc.replica, dc.parts)
+            if which == "in_sync":
+                if self._kind:
+                    raise WireError(f"in_sync in the middle of a {self._kind} for version {self._version}")
+                i = msg.in_sync
+                return InSync(i.node, i.version, i.digest, i.replica)
+            raise WireError(f"controller message without a known kind ({which!r})")
+        finally:
+            if which in ("snapshot_complete", "delta_complete", "in_sync"):
+                self.reset()
+
+
+def _final_version(msg: pb.ControllerMessage) -> int:
+    which = msg.WhichOneof("kind")
+    if which is None:
+        return 0
+    return int(getattr(msg, which).version)
+
+
+def decode_all(msgs: Iterable[pb.ControllerMessage]) -> list[Update]:
+    """Every complete update in ``msgs`` (tests, tools)."""
+    a = Assembler()
+    return [u for m in msgs if (u := a.feed(m)) is not None]
+
+
+# --------------------------------------------------------------------------
+# agent -> controller
+
+
+def encode_hello(h: Hello) -> pb.AgentMessage:
+    return pb.AgentMessage(hello=pb.Hello(
+        node=h.node, agent_version=h.agent_version, applied_digest=h.applied_digest,
+        host_checks=[pb.HostCheck(name=c.name, ok=c.ok, detail=c.detail) for c in h.host_checks]))
+
+
+def encode_ack(a: Ack) -> pb.AgentMessage:
+    return pb.AgentMessage(ack=pb.Ack(
+        version=a.version, ok=a.ok, error=a.error, applied_digest=a.applied_digest,
+        applied_version=a.applied_version, apply_seconds=a.apply_seconds, counts=a.counts,
+        writes=a.writes, resync=a.resync, drift_repairs=a.drift_repairs))
+
+
+def decode_agent_message(m: pb.AgentMessage) -> Hello | Ack:
+    which = m.WhichOneof("kind")
+    if which == "hello":
+        h = m.hello
+        return Hello(h.node, h.agent_version, h.applied_digest,
+                     tuple(HostCheck(c.name, c.ok, c.detail) for c in h.host_checks))
+    if which == "ack":
+        a = m.ack
+        return Ack(a.version, a.ok, a.error, a.applied_digest, a.applied_version, a.apply_seconds,
+                   dict(a.counts), a.writes, a.resync, a.drift_repairs)
+    raise WireError(f"agent message without a known kind ({which!r})")
+
+
+# --------------------------------------------------------------------------
+# debugging RPCs
+
+
+def node_status_to_pb(d: Mapping[str, Any]) -> pb.NodeStatus:
+    """A ``Distributor.nodes_status()`` entry as a ``NodeStatus``."""
+    return pb.NodeStatus(
+        node=d["node"], connected=d["connected"], replica=d.get("replica") or "", peer=d.get("peer") or "",
+        agent_version=d.get("agent_version") or "",
+        desired_version=d["desired_version"], desired_digest=d["desired_digest"],
+        applied_version=d["applied_version"], applied_digest=d["applied_digest"], in_sync=d["in_sync"],
+        lag=d["lag"], last_apply_unix=d.get("last_apply_unix") or 0.0,
+        last_apply_seconds=d.get("last_apply_seconds") or 0.0, last_error=d.get("last_error") or "",
+        host_checks=[pb.HostCheck(name=c["name"], ok=c["ok"], detail=c.get("detail", ""))
+                     for c in d.get("host_checks", ())],
+        drift_repairs=d.get("drift_repairs", 0), counts=d.get("counts", {}))
+
+
+def node_state_to_pb(state: NodeState, version: int, digest: str) -> pb.GetNodeStateResponse:
+    """The whole state in one message (debugging; no chunking)."""
+    r = pb.GetNodeStateResponse(node=state.node, version=version, digest=digest)
+    for name in sorted(state.sets):
+        s = state.sets[name]
+        m = r.sets.add()
+        m.CopyFrom(_set_header(s))
+        m.members.extend(sorted(s.members))
+        m.nomatch.extend(sorted(s.nomatch))
+    for fam in ("inet", "inet6"):
+        fs = state.family(fam)  # type: ignore[arg-type]
+        for cname in sorted(fs.chains):
+            r.chains.add(family=_FAMILY[fam], name=cname, rules=[rule_to_pb(x) for x in fs.chains[cname].rules])
+        r.hooks.append(_hooks_pb(fam, fs.hooks))  # type: ignore[arg-type]
+    return r
+
+
+def explain_to_pb(result: Mapping[str, Any]) -> pb.ExplainResponse:
+    """An ``ExplainSource.explain`` result (a JSON-able dict) as an ``ExplainResponse``."""
+    reasons = result.get("reasons") or result.get("policies") or []
+    return pb.ExplainResponse(verdict=str(result.get("verdict", "")),
+                              json=json.dumps(result, sort_keys=True, default=str),
+                              reasons=[r if isinstance(r, str) else json.dumps(r, sort_keys=True, default=str)
+                                       for r in reasons])
+
+
+def applied_to_pb(d: Mapping[str, Any]) -> pb.GetAppliedResponse:
+    return pb.GetAppliedResponse(
+        node=d.get("node", ""), digest=d.get("digest", ""), version=d.get("version", 0),
+        counts=d.get("counts", {}), status_json=json.dumps(d.get("dataplane", {}), sort_keys=True, default=str),
+        connected=d.get("connected", False), controller=d.get("controller", ""),
+        last_error=d.get("last_error", ""), last_apply_unix=d.get("last_apply_unix", 0.0))
+
+
+def iter_serialized_sizes(msgs: Iterable[pb.ControllerMessage]) -> Iterator[int]:
+    for m in msgs:
+        yield m.ByteSize()
