@@ -1,0 +1,214 @@
+"""``stockade evaluate CASE_OR_DIR...``: decide policy cases without a kernel.
+
+What: loads case files (``stockade.cases``), builds each case's cluster
+through the same parser as the controller (``controller.parse``), and
+decides every probe twice: (a) with the spec-level oracle
+(``controller.oracle``) and (b) by running a packet through the compiled
+node states (``controller.engine`` + ``controller.walker``).  It prints the
+result document of ``shared/cases/FORMAT.md`` with (b)'s verdicts; when (a)
+and (b) disagree it says so on stderr (case, step, probe, both verdicts and
+the oracle's reasons) and exits 1 even if (b) met the expectation.  When the
+compiler or walker is not importable it reports (a), with a warning.
+
+Exit status: 0 every probe as expected, 1 some probe not (or a
+disagreement), 2 some case file unusable (named with its field on stderr;
+nothing is run for that file, the others still run).  Invalid policies are
+reported on stderr with their field paths and are left out, as the API
+server would reject them; the other policies are unaffected.
+
+What not: no network, no kernel, no Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from controller import oracle, parse
+from controller.model import Protocol
+from stockade import cases
+
+
+class Compiled:
+    """Decision (b): the compiler's engine plus the packet walker.
+
+    Wraps ``controller.engine.Engine`` (fed the same records as the oracle)
+    and ``controller.walker.walk`` over the node states of the two ends."""
+
+    def __init__(self) -> None:
+        engine = importlib.import_module("controller.engine")
+        self._walker: Any = importlib.import_module("controller.walker")
+        self.engine: Any = engine.Engine()
+
+    def set(self, kind: str, record: Any) -> None:
+        getattr(self.engine, f"set_{_SUFFIX[kind]}")(record)
+
+    def remove(self, kind: str, key: str) -> None:
+        getattr(self.engine, f"remove_{_SUFFIX[kind]}")(key)
+
+    def set_invalid_policy(self, key: str, errors: list[str]) -> None:
+        self.engine.set_invalid_policy(key, errors)
+
+    def decide(self, src: oracle.Endpoint, dst: oracle.Endpoint, port: int, protocol: Protocol) -> bool:
+        src_state = self.engine.node_state(src.node) if src.node else None
+        dst_state = self.engine.node_state(dst.node) if dst.node else None
+        packet = self._walker.Packet(src=src.ip, dst=dst.ip, proto=protocol.lower(), dport=port)
+        result = self._walker.walk(src_state, dst_state, packet)
+        return bool(result.allowed)
+
+
+_SUFFIX = {"Namespace": "namespace", "Pod": "pod", "Node": "node", "NetworkPolicy": "policy"}
+
+
+def compiled_or_none(err: TextIO) -> Compiled | None:
+    try:
+        return Compiled()
+    except ImportError as e:
+        print(f"stockade evaluate: warning: compiled path unavailable ({e}); reporting the oracle's "
+              "verdicts only", file=err)
+        return None
+
+
+@dataclass
+class Runner:
+    """Runs one case: ``cluster`` for the oracle, ``compiled`` for (b).
+    ``valid`` holds the keys of policies currently applied."""
+
+    case: cases.Case
+    err: TextIO
+    compiled: Compiled | None
+    cluster: oracle.Cluster = field(default_factory=oracle.Cluster)
+    valid: set[str] = field(default_factory=set)
+    disagreements: int = 0
+
+    def apply(self, op: cases.ObjectOp) -> None:
+        key = f"{op.namespace}/{op.name}" if op.namespace else op.name
+        if op.obj is None:
+            self._remove(op.kind, key)
+            return
+        try:
+            record: Any
+            if op.kind == "Namespace":
+                record = parse.parse_namespace(op.obj)
+                self.cluster.set_namespace(record)
+            elif op.kind == "Pod":
+                record = parse.parse_pod(op.obj)
+                self.cluster.set_pod(record)
+            elif op.kind == "Node":
+                record = parse.parse_node(op.obj)
+                self.cluster.set_node(record)
+            else:
+                record = parse.parse_policy(op.obj)
+                self.cluster.set_policy(record)
+                self.valid.add(key)
+        except parse.PolicyInvalid as e:
+            print(f"stockade evaluate: {self.case.name}: NetworkPolicy {e.key} is invalid and not applied:",
+                  file=self.err)
+            for line in e.errors:
+                print(f"  {line}", file=self.err)
+            if self.compiled is not None and e.key not in self.valid:
+                self.compiled.set_invalid_policy(e.key, list(e.errors))
+            return
+        if self.compiled is not None:
+            self.compiled.set(op.kind, record)
+
+    def _remove(self, kind: str, key: str) -> None:
+        if kind == "Namespace":
+            self.cluster.remove_namespace(key)
+        elif kind == "Pod":
+            self.cluster.remove_pod(key)
+        elif kind == "Node":
+            self.cluster.remove_node(key)
+        else:
+            self.cluster.remove_policy(key)
+            self.valid.discard(key)
+        if self.compiled is not None:
+            self.compiled.remove(kind, key)
+
+    def ref(self, name: str) -> str:
+        """A probe end as the oracle takes it: pod key, or the host's IP."""
+        if name.startswith("external:"):
+            return next(e.ip for e in self.case.external if e.name == name[len("external:"):])
+        return name
+
+    def probe(self, step: str | None, p: cases.Probe) -> cases.ProbeResult:
+        proto: Protocol = "UDP" if p.protocol == "UDP" else "SCTP" if p.protocol == "SCTP" else "TCP"
+        try:
+            d = oracle.decide(self.cluster, self.ref(p.src), self.ref(p.dst), p.port, proto)
+        except oracle.OracleError as e:
+            return cases.ProbeResult(step, p, "deny", f"cannot decide: {e}")
+        observed = d.verdict
+        if self.compiled is not None:
+            walked = "allow" if self.compiled.decide(d.src, d.dst, p.port, proto) else "deny"
+            if walked != observed:
+                self.disagreements += 1
+                where = f"step {step!r}" if step is not None else "top-level"
+                print(f"stockade evaluate: DISAGREEMENT in case {self.case.name} ({where}, {p.field}): "
+                      f"{p.src} -> {p.dst} {p.port}/{p.protocol}: walker says {walked}, oracle says "
+                      f"{observed}", file=self.err)
+                for r in d.reasons():
+                    print(f"  oracle {r}", file=self.err)
+            observed = walked
+        return cases.ProbeResult(step, p, observed)
+
+
+def run_case(case: cases.Case, stages: list[cases.Stage], err: TextIO,
+             compiled: Compiled | None) -> tuple[cases.CaseResult, int]:
+    """Run a loaded case; (its result, number of oracle/walker disagreements)."""
+    runner = Runner(case, err, compiled)
+    result = cases.CaseResult(case.name)
+    for stage in stages:
+        for op in stage.ops:
+            runner.apply(op)
+        for p in stage.probes:
+            result.results.append(runner.probe(stage.step, p))
+    return result, runner.disagreements
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="stockade evaluate",
+        description="Decide every probe of policy cases from the policy model alone (no kernel).")
+    ap.add_argument("paths", nargs="+", metavar="CASE_OR_DIR", help="case files or folders of *.json cases")
+    ap.add_argument("--oracle-only", action="store_true",
+                    help="decide with the spec-level oracle only (skip the compiled rules)")
+    args = ap.parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    unusable = 0
+    disagreements = 0
+    results: list[cases.CaseResult] = []
+    warned = False
+    for item in cases.load_each(args.paths):
+        if isinstance(item, cases.CaseError):
+            unusable += 1
+            print(f"stockade evaluate: unusable case file {item}", file=err)
+            continue
+        try:
+            stages = cases.case_stages(item)
+        except cases.CaseError as e:
+            unusable += 1
+            print(f"stockade evaluate: unusable case file {e}", file=err)
+            continue
+        compiled = None
+        if not args.oracle_only:
+            compiled = compiled_or_none(err if not warned else io.StringIO())
+            warned = True
+        res, dis = run_case(item, stages, err, compiled)
+        disagreements += dis
+        results.append(res)
+        for r in res.results:
+            if r.error:
+                print(f"stockade evaluate: {item.name}: {r.probe.field}: {r.error}", file=err)
+    doc = cases.result_document("evaluate", results)
+    cases.write_result(doc, out)
+    if disagreements:
+        print(f"stockade evaluate: {disagreements} probe(s) where the compiled rules and the oracle disagree",
+              file=err)
+    if unusable:
+        return 2
+    return 1 if doc["failed"] or disagreements else 0
+
