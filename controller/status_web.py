@@ -298,14 +298,15 @@ class StatusServer:
     """Runs :func:`make_app` on HOST:PORT; ``port`` is the bound port."""
 
     def __init__(self, source: StatusSource, host: str, port: int) -> None:
-        self._runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False,
+                                    shutdown_timeout=1.0)
         self._host = host
         self._want = port
         self.port = 0
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._want, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self._host, self._want)
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

@@ -221,7 +221,8 @@ class Watcher:
 
     def __init__(self, kind: Kind, call: ListCall, project: Projector, sink: Sink,
                  settings: WatchSettings, *, rand: Callable[[], float] = random.random,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.kind: Kind = kind
         self._call = call
         self._project = project
@@ -229,6 +230,7 @@ class Watcher:
         self._s = settings
         self._rand = rand
         self._clock = clock
+        self._sleep = sleep
         self.cache: dict[str, Cached] = {}
         self.resource_version = ""
         self.listed = False
@@ -251,7 +253,9 @@ class Watcher:
             self._resp.close()
 
     async def run(self) -> None:
-        need_list = True
+        """Run until cancelled.  A watcher that already listed (its task was
+        restarted) resumes watching from its resourceVersion."""
+        need_list = not self.listed or not self.resource_version
         while True:
             try:
                 if need_list:
@@ -292,7 +296,7 @@ class Watcher:
         delay = backoff_delay(self._attempt, self._s, self._rand())
         self._attempt += 1
         log.debug("%s: retry in %.3fs (attempt %d)", self.kind, delay, self._attempt)
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
 
     async def _request(self, **kwargs: Any) -> Any:
         """Open one request; returns the response with status 200 or raises."""
