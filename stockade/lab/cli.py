@@ -108,10 +108,10 @@ def main(argv: list[str]) -> int:
             return run_cancellable(lambda: _up(args.nodes, args.mode, args.pods_per_node))
         except asyncio.CancelledError:
             return 130
-    from stockade.lab import runner
+    from stockade.lab.runner import run_paths
 
     try:
-        return run_cancellable(lambda: runner.run_paths(args.cases, args.mode, args.probe_timeout, args.keep_logs))
+        return run_cancellable(lambda: run_paths(args.cases, args.mode, args.probe_timeout, args.keep_logs))
     except asyncio.CancelledError:
         print("stockade lab run: interrupted; lab torn down", file=sys.stderr)
         return 130

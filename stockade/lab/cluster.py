@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import sys
 from dataclasses import dataclass, field
 
 from stockade.lab import netns, processes
@@ -37,6 +39,7 @@ class Lab:
     externals: tuple[External, ...] = ()
     runid: str = field(default_factory=new_runid)
     probe_timeout: float = 1.5
+    keep_logs: bool = False  # copy process logs to /tmp/stockade-lab-logs/<runid> on teardown
 
     def __post_init__(self) -> None:
         self.plan = LabPlan(self.runid, self.mode, self.nodes, self.externals)
@@ -158,4 +161,9 @@ class Lab:
         netns.kill_pids(self.state.processes)
         self.socks.close()
         netns.delete_namespaces(self.state.namespaces + netns.list_namespaces(self.plan.prefix + "-"))
+        logs = os.path.join(self.state.workdir, "logs")
+        if self.keep_logs and os.path.isdir(logs):
+            dest = os.path.join("/tmp/stockade-lab-logs", self.runid)
+            shutil.copytree(logs, dest, dirs_exist_ok=True)
+            print(f"lab logs kept in {dest}", file=sys.stderr)
         self.state.remove()
