@@ -1,0 +1,208 @@
+"""Watch streams: the chunked JSON-lines responses of ``?watch=true``.
+
+Wire format, as the real apiserver sends it: HTTP 200, ``Content-Type:
+application/json``, chunked; one ``{"type": ..., "object": ...}`` JSON
+document per line, flushed per event.  Types are ADDED, MODIFIED, DELETED,
+BOOKMARK and ERROR.
+
+Semantics:
+- resourceVersion absent or "0": synthetic ADDED for every current match,
+  then changes.  Otherwise every change after that version, from the store's
+  window; a version older than the window gives one ERROR event carrying a
+  410 Expired Status (``too old resource version: R (F)``), then the stream
+  ends.
+- label/field selectors are applied to both sides of a change: an object
+  that stops matching is sent as DELETED, one that starts matching as
+  ADDED, like the watch cache does.
+- ``allowWatchBookmarks``: a BOOKMARK every ``bookmark_interval`` seconds,
+  whose object carries only apiVersion, kind and metadata.resourceVersion.
+  ``sendInitialEvents=true`` ends the synthetic ADDED with a bookmark
+  annotated ``k8s.io/initial-events-end: "true"``.
+- ``timeoutSeconds`` ends the stream cleanly (final empty chunk).
+
+The :class:`WatchHub` fans store events out to open streams and can end
+them all: cleanly (shutdown, ``cut_watches(clean=True)``) or by aborting the
+connection (``cut_watches()``).
+
+Not here: routing and parameter parsing (``server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from stockade.kubeemu import errors
+from stockade.kubeemu.errors import JSON, ApiError
+from stockade.kubeemu.resources import ResourceType
+from stockade.kubeemu.selectors import Matcher
+from stockade.kubeemu.store import Event, Store
+
+Stop = Literal["end", "abort"]
+
+
+@dataclass(eq=False)
+class WatchStream:
+    """One open watch: which store key it follows and its pending events."""
+
+    key: tuple[str, str]
+    queue: asyncio.Queue[Event | Stop] = field(default_factory=asyncio.Queue)
+
+
+class WatchHub:
+    """Fans store events out to open watch streams; ends them on demand."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.streams: set[WatchStream] = set()
+        self.closing = False
+        store.listeners.append(self._on_event)
+
+    def detach(self) -> None:
+        if self._on_event in self.store.listeners:
+            self.store.listeners.remove(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        for stream in self.streams:
+            if stream.key == event.key:
+                stream.queue.put_nowait(event)
+
+    def cut(self, clean: bool = False) -> None:
+        for stream in self.streams:
+            stream.queue.put_nowait("end" if clean else "abort")
+
+    def shutdown(self) -> None:
+        self.closing = True
+        self.cut(clean=True)
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    rt: ResourceType
+    namespace: str | None
+    match: Matcher
+    rv: int | None
+    bookmarks: bool
+    timeout: float | None
+    send_initial_events: bool
+
+
+def _line(kind: str, obj: JSON) -> bytes:
+    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def translate(event: Event, req: WatchRequest) -> tuple[str, JSON] | None:
+    """The event this watch should see for a store event, or None."""
+    if req.namespace is not None and event.namespace != req.namespace:
+        return None
+    now = req.match(event.obj)
+    before = event.prev is not None and req.match(event.prev)
+    if event.type == "DELETED":
+        return ("DELETED", event.obj) if before else None
+    if now and before:
+        return ("MODIFIED", event.obj)
+    if now:
+        return ("ADDED", event.obj)
+    if before:
+        return ("DELETED", event.obj)
+    return None
+
+
+def bookmark(rt: ResourceType, rv: int, initial_end: bool = False) -> JSON:
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+
+
+async def serve_watch(
+    request: web.Request,
+    hub: WatchHub,
+    req: WatchRequest,
+    bookmark_interval: float,
+    expire: bool,
+) -> web.StreamResponse:
+    """Run one watch stream until timeout, cut, shutdown or client disconnect."""
+    store = hub.store
+    stream = WatchStream(req.rt.key)
+    backlog: list[bytes] = []
+    error: ApiError | None = None
+    try:
+        if expire:
+            # the fault answers 410 without touching the history window
+            raise errors.expired_watch(req.rv or 0, store.resource_version)
+        if not req.rv:
+            items, _ = store.list(req.rt, req.namespace, req.match)
+            backlog = [_line("ADDED", obj) for obj in items]
+            if req.send_initial_events:
+                backlog.append(_line("BOOKMARK", bookmark(req.rt, store.resource_version, initial_end=True)))
+        else:
+            backlog = [_line(kind, obj) for kind, obj in _visible(store.events_since(req.rv), req)]
+        hub.streams.add(stream)  # same synchronous step as the backlog: no event can fall in between
+    except ApiError as exc:
+        if exc.code != 410:
+            raise
+        error = exc
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if error is not None:
+        await response.write(_line("ERROR", error.status()))
+        await response.write_eof()
+        return response
+    try:
+        for line in backlog:
+            await response.write(line)
+        outcome = await _pump(response, stream, req, hub, bookmark_interval)
+    finally:
+        hub.streams.discard(stream)
+    if outcome == "abort":
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _visible(events: Iterable[Event], req: WatchRequest) -> list[tuple[str, JSON]]:
+    out = []
+    for event in events:
+        seen = translate(event, req)
+        if seen is not None:
+            out.append(seen)
+    return out
+
+
+async def _pump(
+    response: web.StreamResponse, stream: WatchStream, req: WatchRequest, hub: WatchHub, bookmark_interval: float
+) -> Stop:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.timeout if req.timeout is not None else None
+    next_bookmark = loop.time() + bookmark_interval
+    while not hub.closing:
+        now = loop.time()
+        if deadline is not None and now >= deadline:
+            return "end"
+        if req.bookmarks and now >= next_bookmark and stream.queue.empty():
+            await response.write(_line("BOOKMARK", bookmark(req.rt, hub.store.resource_version)))
+            next_bookmark = now + bookmark_interval
+            continue
+        wait = [deadline - now] if deadline is not None else []
+        if req.bookmarks:
+            wait.append(max(0.0, next_bookmark - now))
+        try:
+            item = await asyncio.wait_for(stream.queue.get(), timeout=min(wait) if wait else None)
+        except TimeoutError:
+            continue
+        if item == "end" or item == "abort":
+            return item
+        assert not isinstance(item, str)
+        seen = translate(item, req)
+        if seen is not None:
+            await response.write(_line(*seen))
+    return "end"
