@@ -104,6 +104,7 @@ class Writer:
         self.listed: set[str] = set()
         self.ready = False
         self.ready_event = asyncio.Event()
+        self.ready_note = ""  # appended to the ready log line (addresses)
         self.batches = 0
         self.changes = 0
         self.published = 0
@@ -216,9 +217,10 @@ class Writer:
         self.distributor.set_ready(True)
         metrics.READY.set(1)
         self.ready_event.set()
-        st = self.engine.stats() if hasattr(self.engine, "stats") else {}
-        log.info("controller ready: every kind listed; published %d node states (%s)",
-                 self.published, ", ".join(f"{k}={v}" for k, v in sorted(dict(st).items())))
+        st = self.engine.stats()
+        log.info("controller READY%s: every kind listed; %d node states published (%s)", self.ready_note,
+                 self.published, ", ".join(f"{k}={st[k]}" for k in ("nodes", "namespaces", "pods", "policies",
+                                                                       "invalid_policies") if k in st))
 
 
 async def make_api_client(settings: Settings) -> Any:
@@ -233,18 +235,6 @@ async def make_api_client(settings: Settings) -> Any:
     else:
         raise RuntimeError("no --kubeconfig and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
     return client.ApiClient(configuration=cfg)
-
-
-def _as_dict(x: Any) -> dict[str, Any]:
-    if x is None:
-        return {}
-    if isinstance(x, Mapping):
-        return dict(x)
-    to_json = getattr(x, "to_json", None)
-    if callable(to_json):
-        d = to_json()
-        return dict(d) if isinstance(d, Mapping) else {"info": d}
-    return {"info": str(x)}
 
 
 class Controller:
@@ -293,6 +283,7 @@ class Controller:
             w = Watcher(kind, api_call(self._api_client, kind), proj[kind], self.writer.sink, s.watch)
             self.watchers[kind] = w
             self.tasks.append(asyncio.create_task(w.run(), name=f"stockade-watch-{kind}"))
+        self.writer.ready_note = f" (replica {s.replica_id}, gRPC {s.grpc_host}:{self.grpc_port}, HTTP {s.http_host}:{self.http_port})"
         log.info("controller %s started: gRPC %s:%d, HTTP %s:%d; listing %s",
                  s.replica_id, s.grpc_host, self.grpc_port, s.http_host, self.http_port, ", ".join(KINDS))
 
@@ -400,9 +391,12 @@ class Controller:
         if isinstance(v, InvalidPolicy):
             return {"key": key, "valid": False, "errors": list(v.errors)}
         assert self.writer is not None
-        info = _as_dict(self.writer.engine.policy_info(key))
-        info.update({"key": key, "valid": True, "errors": []})
-        return info
+        try:
+            selected, nodes, errors = self.writer.engine.policy_info(key)
+        except KeyError:  # listed but not yet applied by the writer
+            return {"key": key, "valid": True, "errors": [], "pending": True}
+        return {"key": key, "valid": not errors, "errors": list(errors), "pods_selected": len(selected),
+                "selected_pods": list(selected), "nodes": list(nodes)}
 
     def explain(self, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:
         from controller.status_web import ExplainError

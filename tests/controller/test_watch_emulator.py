@@ -18,13 +18,10 @@ import pytest
 from controller import parse
 from controller.settings import WatchSettings
 from controller.watch import Change, Listed, Message, Watcher, api_call
+from tests.controller.conftest import FAST_WATCH as FAST
 from tests.controller.kube import Kube, eventually, namespace, pod
 
 pytestmark = pytest.mark.timeout(30)
-
-FAST = WatchSettings(read_timeout=5.0, connect_timeout=2.0, list_timeout=5.0, backoff_initial=0.02,
-                     backoff_max=0.2, timeout_seconds_min=30, timeout_seconds_max=30)
-
 
 class Recorder:
     """A sink that keeps every message and the state they add up to."""
@@ -47,34 +44,6 @@ class Recorder:
 
     def changes(self) -> list[Change]:
         return [m for m in self.messages if isinstance(m, Change)]
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Any]:
-    from stockade.kubeemu.server import KubeEmulator
-
-    async with KubeEmulator(host="127.0.0.1", port=0) as e:
-        yield e
-
-
-@pytest.fixture
-async def kube(emu: Any) -> AsyncIterator[Kube]:
-    k = Kube(emu.url)
-    yield k
-    await k.close()
-
-
-@pytest.fixture
-async def api(emu: Any, tmp_path: Any) -> AsyncIterator[Any]:
-    from kubernetes_asyncio import client, config
-
-    path = tmp_path / "kubeconfig"
-    emu.write_kubeconfig(str(path))
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(path), client_configuration=cfg)
-    c = client.ApiClient(configuration=cfg)
-    yield c
-    await c.close()
 
 
 def project_pod(o: Mapping[str, Any]) -> object:

@@ -1,0 +1,83 @@
+"""Shared fixtures: the real Kubernetes API emulator, a REST client for it,
+and controllers started against it on 127.0.0.1 with OS-chosen ports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.settings import Settings, ShutdownSettings, WatchSettings
+from tests.controller.kube import Kube
+
+FAST_WATCH = WatchSettings(read_timeout=5.0, connect_timeout=2.0, list_timeout=5.0, backoff_initial=0.02,
+                           backoff_max=0.2, timeout_seconds_min=30, timeout_seconds_max=30)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Any]:
+    from stockade.kubeemu.emulator import KubeEmulator
+
+    async with KubeEmulator(host="127.0.0.1", port=0) as e:
+        yield e
+
+
+@pytest.fixture
+async def kube(emu: Any) -> AsyncIterator[Kube]:
+    k = Kube(emu.url)
+    yield k
+    await k.close()
+
+
+@pytest.fixture
+def kubeconfig(emu: Any, tmp_path: Path) -> str:
+    path = tmp_path / "kubeconfig"
+    emu.write_kubeconfig(str(path))
+    return str(path)
+
+
+@pytest.fixture
+async def api(kubeconfig: str) -> AsyncIterator[Any]:
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    c = client.ApiClient(configuration=cfg)
+    yield c
+    await c.close()
+
+
+def controller_settings(kubeconfig: str, replica: str = "r1", **kw: Any) -> Settings:
+    return Settings(kubeconfig=kubeconfig, grpc_host="127.0.0.1", grpc_port=0, http_host="127.0.0.1",
+                    http_port=0, replica_id=replica, watch=FAST_WATCH,
+                    shutdown=ShutdownSettings(watches=1.0, writer=1.0, http=1.0, grpc_grace=0.5), **kw)
+
+
+StartController = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def start_controller(kubeconfig: str) -> AsyncIterator[StartController]:
+    from controller.runtime import Controller
+
+    started: list[Controller] = []
+
+    async def start(replica: str = "r1", wait_ready: bool = True, **kw: Any) -> Controller:
+        s = controller_settings(kubeconfig, replica)
+        if kw:
+            s = replace(s, **kw)
+        c = Controller(s)
+        started.append(c)
+        await c.start()
+        if wait_ready:
+            assert c.writer is not None
+            await asyncio.wait_for(c.writer.ready_event.wait(), 10)
+        return c
+
+    yield start
+    for c in reversed(started):
+        await c.stop()
