@@ -233,7 +233,8 @@ class Pipeline:
     def _check_alive(self) -> None:
         for lp in [self.emulator, self.controller, *self.agents.values()]:
             if lp is not None and not lp.running():
-                raise PipelineError(f"{lp.name} exited with {lp.proc.returncode}:\n{lp.log_tail()}")
+                tail = " | ".join(ln.strip() for ln in lp.log_tail(3).splitlines())
+                raise PipelineError(f"{lp.name} exited with status {lp.proc.returncode}: {tail}")
 
     async def wait_converged(self, seen: dict[str, int] | None = None,
                              timeout: float = CONVERGE_TIMEOUT) -> dict[str, Any]:

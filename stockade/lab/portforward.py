@@ -69,6 +69,8 @@ class PortForward:
                 return
             far_r, far_w = await asyncio.open_connection(sock=s)
             await asyncio.gather(_pipe(reader, far_w), _pipe(far_r, writer))
+        except asyncio.CancelledError:
+            pass  # close() ends open relays; nothing to report
         finally:
             for w in (writer, far_w):
                 if w is not None:

@@ -97,7 +97,7 @@ async def start(state: RunState, name: str, netns: str, argv: list[str],
                     got.set_result(line.decode(errors="replace").strip())
         finally:
             logf.close()
-            if not got.done():
+            if ready is not None and not got.done():
                 got.set_exception(ProcessError(f"{name} exited (status {await proc.wait()}) before it was ready:\n"
                                                f"{lp.log_tail()}"))
 
