@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from stockade.state import (
+    FAMILIES,
     Chain,
     Family,
     FamilyState,
@@ -43,24 +44,24 @@ from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejecte
 DEFAULT_BUDGET = 1 << 20
 GRPC_DEFAULT_LIMIT = 4 << 20
 
-_FAMILY: dict[str, int] = {"inet": pb.FAMILY_INET, "inet6": pb.FAMILY_INET6}
-_FAMILY_R: dict[int, Family] = {pb.FAMILY_INET: "inet", pb.FAMILY_INET6: "inet6"}
-_SETTYPE: dict[str, int] = {"hash:ip": pb.SET_TYPE_HASH_IP, "hash:net": pb.SET_TYPE_HASH_NET,
+_FAMILY: dict[str, Any] = {"inet": pb.FAMILY_INET, "inet6": pb.FAMILY_INET6}
+_FAMILY_R: dict[Any, Family] = {pb.FAMILY_INET: "inet", pb.FAMILY_INET6: "inet6"}
+_SETTYPE: dict[str, Any] = {"hash:ip": pb.SET_TYPE_HASH_IP, "hash:net": pb.SET_TYPE_HASH_NET,
                             "hash:ip,port": pb.SET_TYPE_HASH_IP_PORT}
 _SETTYPE_R: dict[int, Any] = {v: k for k, v in _SETTYPE.items()}
-_ACTION: dict[str, int] = {"RETURN": pb.ACTION_RETURN, "DROP": pb.ACTION_DROP, "JUMP": pb.ACTION_JUMP,
+_ACTION: dict[str, Any] = {"RETURN": pb.ACTION_RETURN, "DROP": pb.ACTION_DROP, "JUMP": pb.ACTION_JUMP,
                            "MARK": pb.ACTION_MARK, "NFLOG": pb.ACTION_NFLOG}
 _ACTION_R: dict[int, Any] = {v: k for k, v in _ACTION.items()}
-_PROTO: dict[str | None, int] = {None: pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP,
+_PROTO: dict[str | None, Any] = {None: pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP,
                                  "sctp": pb.PROTOCOL_SCTP}
 _PROTO_R: dict[int, Any] = {v: k for k, v in _PROTO.items()}
-_DIR: dict[str, int] = {"src": pb.DIRECTION_SRC, "dst": pb.DIRECTION_DST}
+_DIR: dict[str, Any] = {"src": pb.DIRECTION_SRC, "dst": pb.DIRECTION_DST}
 _DIR_R: dict[int, Any] = {v: k for k, v in _DIR.items()}
-_PHYS: dict[bool | None, int] = {None: pb.PHYSDEV_ANY, True: pb.PHYSDEV_BRIDGED, False: pb.PHYSDEV_NOT_BRIDGED}
-_PHYS_R: dict[int, bool | None] = {v: k for k, v in _PHYS.items()}
+_PHYS: dict[bool | None, Any] = {None: pb.PHYSDEV_ANY, True: pb.PHYSDEV_BRIDGED, False: pb.PHYSDEV_NOT_BRIDGED}
+_PHYS_R: dict[Any, bool | None] = {v: k for k, v in _PHYS.items()}
 
 
-def _enum(table: Mapping[int, Any], value: int, where: str) -> Any:
+def _enum(table: Mapping[Any, Any], value: Any, where: str) -> Any:
     try:
         return table[value]
     except KeyError:
@@ -193,13 +194,13 @@ def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = 
     p = _Packer(budget, lambda: pb.SnapshotPart(version=version))
     for name in sorted(state.sets):
         _add_set(p, "sets", state.sets[name])
-    for fam in ("inet", "inet6"):
-        fs = state.family(fam)  # type: ignore[arg-type]
+    for fam in FAMILIES:
+        fs = state.family(fam)
         for cname in sorted(fs.chains):
-            p.add_chain("chains", fam, fs.chains[cname])  # type: ignore[arg-type]
+            p.add_chain("chains", fam, fs.chains[cname])
     first = p.parts[0]
-    for fam in ("inet", "inet6"):
-        first.hooks.append(_hooks_pb(fam, state.family(fam).hooks))  # type: ignore[arg-type]
+    for fam in FAMILIES:
+        first.hooks.append(_hooks_pb(fam, state.family(fam).hooks))
     msgs = [pb.ControllerMessage(snapshot_part=part) for part in p.parts]
     msgs.append(pb.ControllerMessage(snapshot_complete=pb.SnapshotComplete(
         node=state.node, version=version, digest=digest, parts=len(p.parts), replica=replica)))
@@ -289,6 +290,7 @@ class Assembler:
     _FINAL = ("snapshot_complete", "delta_complete", "in_sync")
 
     def __init__(self) -> None:
+        self._error = ""
         self.reset()
 
     def feed(self, msg: pb.ControllerMessage) -> Update | None:
@@ -467,11 +469,11 @@ def node_state_to_pb(state: NodeState, version: int, digest: str) -> pb.GetNodeS
         m.CopyFrom(_set_header(s))
         m.members.extend(sorted(s.members))
         m.nomatch.extend(sorted(s.nomatch))
-    for fam in ("inet", "inet6"):
-        fs = state.family(fam)  # type: ignore[arg-type]
+    for fam in FAMILIES:
+        fs = state.family(fam)
         for cname in sorted(fs.chains):
             r.chains.add(family=_FAMILY[fam], name=cname, rules=[rule_to_pb(x) for x in fs.chains[cname].rules])
-        r.hooks.append(_hooks_pb(fam, fs.hooks))  # type: ignore[arg-type]
+        r.hooks.append(_hooks_pb(fam, fs.hooks))
     return r
 
 
