@@ -1,0 +1,111 @@
+"""Cut established connections a tightened policy no longer allows.
+
+Our chains let established traffic through first (``ctstate ESTABLISHED
+RETURN``), so a connection opened under an older, looser state would
+survive a tightening.  After each successful apply the agent deletes the
+conntrack entries of the pods whose protection may have shrunk (kube-router
+leaves them alone); the next packet of such a flow is then judged by the
+new rules, like a new one.
+
+Which addresses (``affected``, pure; conservative rather than precise):
+
+* members removed from any set (a peer lost its allowance, or a pod left a
+  policy's selection);
+* members added to a set that a JUMP rule matches (a pod newly selected by a
+  policy: it became isolated);
+* all members (old and new) of the sets matched by JUMP rules that lead to a
+  chain whose rules changed, appeared or disappeared, or that were added or
+  removed themselves (the pods of a policy whose rules changed).
+
+Only single addresses are cut (``hash:ip`` members and the address of
+``hash:ip,port`` members); a removed ``hash:net`` block is not expanded.
+``cut`` runs ``conntrack -D -s IP`` and ``-D -d IP`` per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from stockade.state import FAMILIES, Family, IPSet, NodeState, Rule
+
+from .kernel import Kernel
+
+MAX_PARALLEL = 4
+
+
+def _ips(s: IPSet | None, members: Iterable[str]) -> set[str]:
+    if s is None or s.type == "hash:net":
+        return set()
+    return {m.split(",", 1)[0] for m in members}
+
+
+def _jump_sets(state: NodeState, family: Family) -> dict[str, set[str]]:
+    """target chain -> names of sets matched by rules jumping to it."""
+    out: dict[str, set[str]] = {}
+    for c in state.family(family).chains.values():
+        for r in c.rules:
+            if r.action == "JUMP":
+                out.setdefault(r.target, set()).update(sm.set for sm in r.sets if not sm.negate)
+    return out
+
+
+def _jump_rules(state: NodeState, family: Family) -> set[tuple[str, Rule]]:
+    return {(c.name, r) for c in state.family(family).chains.values() for r in c.rules if r.action == "JUMP"}
+
+
+def affected(old: NodeState | None, new: NodeState) -> dict[Family, set[str]]:
+    """Addresses whose established connections must be cut, per family."""
+    out: dict[Family, set[str]] = {f: set() for f in FAMILIES}
+    if old is None:
+        return out  # adoption: nothing was allowed by us that the kernel did not already hold
+
+    def add(name: str, members: Iterable[str]) -> None:
+        s = new.sets.get(name) or old.sets.get(name)
+        if s is not None:
+            out[s.family] |= _ips(s, members)
+
+    for name, o in old.sets.items():
+        n = new.sets.get(name)
+        add(name, o.members - (n.members if n is not None and n.header() == o.header() else frozenset()))
+    for fam in FAMILIES:
+        oj, nj = _jump_sets(old, fam), _jump_sets(new, fam)
+        for name in set().union(*nj.values()) if nj else set():
+            was, now = old.sets.get(name), new.sets.get(name)
+            if now is not None:
+                add(name, now.members - (was.members if was is not None else frozenset()))
+        ofs, nfs = old.family(fam), new.family(fam)
+        changed = {c for c in set(ofs.chains) | set(nfs.chains) if ofs.chains.get(c) != nfs.chains.get(c)}
+        for c in changed:
+            for name in oj.get(c, set()) | nj.get(c, set()):
+                for st in (old, new):
+                    s = st.sets.get(name)
+                    if s is not None:
+                        out[s.family] |= _ips(s, s.members)
+        for _chain, r in _jump_rules(old, fam) ^ _jump_rules(new, fam):
+            for sm in r.sets:
+                for st in (old, new):
+                    s = st.sets.get(sm.set)
+                    if s is not None and not sm.negate:
+                        out[s.family] |= _ips(s, s.members)
+    return out
+
+
+async def cut(kernel: Kernel, ips: dict[Family, set[str]], timeout: float = 5.0) -> tuple[int, list[str]]:
+    """Delete the conntrack entries from and to each address.  Returns
+    (commands run, errors).  "0 flow entries" (exit 1) is not an error."""
+    sem = asyncio.Semaphore(MAX_PARALLEL)
+    errors: list[str] = []
+    runs = 0
+
+    async def one(fam: Family, flag: str, ip: str) -> None:
+        nonlocal runs
+        async with sem:
+            res = await kernel.run(["conntrack", "-D", "-f", "ipv4" if fam == "inet" else "ipv6", flag, ip],
+                                   timeout=timeout)
+            runs += 1
+            if res.rc != 0 and "0 flow entries" not in res.stderr + res.stdout:
+                errors.append(res.describe())
+
+    await asyncio.gather(*(one(f, flag, ip) for f, s in ips.items() for ip in sorted(s) for flag in ("-s", "-d")))
+    return runs, errors
