@@ -325,15 +325,15 @@ def load_file(path: str | Path) -> Case:
 def load_each(paths: Iterable[str | Path]) -> list[Case | CaseError]:
     """Every case, or the error that makes its file unusable (in order)."""
     out: list[Case | CaseError] = []
-    files = case_files(paths)
     for p in map(Path, paths):
-        if p.is_dir() and not any(f.parent == p for f in files):
+        files = case_files([p])
+        if p.is_dir() and not files:
             out.append(CaseError(str(p), "", "folder holds no *.json case files"))
-    for f in files:
-        try:
-            out.append(load_file(f))
-        except CaseError as e:
-            out.append(e)
+        for f in files:
+            try:
+                out.append(load_file(f))
+            except CaseError as e:
+                out.append(e)
     return out
 
 
