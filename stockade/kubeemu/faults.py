@@ -21,8 +21,10 @@ Faults:
 - ``bad_gateway_next(n, path_prefix="")``: the next n matching requests get
   a 502 with an HTML body, as an nginx or cloud proxy in front would send.
 - ``stall(seconds)``: requests arriving in the next ``seconds`` are accepted
-  and never answered; when the window ends their connections are closed
-  without a response.
+  and not answered, not a byte, until the window ends (like a frozen
+  apiserver or a black-holing proxy); a client whose timeout is shorter
+  than the window never gets an answer, one still waiting afterwards is
+  served normally.  Open watch streams are not affected.
 
 Not here: the HTTP plumbing (``server``/``admin``).  Admin requests under
 ``/_emulator/`` are never faulted.

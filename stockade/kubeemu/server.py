@@ -68,16 +68,10 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     decision = faults.decide(request.path)
     if decision.delay_seconds:
         await asyncio.sleep(decision.delay_seconds)
-    if decision.action == "stall":
-        stopping = request.app[SETTINGS_KEY].stopping
-        waiter = asyncio.ensure_future(stopping.wait()) if stopping else asyncio.ensure_future(asyncio.sleep(3600))
-        try:
-            await asyncio.wait([waiter], timeout=decision.stall_seconds)
-        finally:
-            waiter.cancel()
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=499)  # never reaches the client: the connection is gone
+    while decision.action == "stall":
+        if not await _hold(request, decision.stall_seconds):
+            return web.Response(status=499)  # never reaches the client: it is gone
+        decision = request.app[FAULTS_KEY].decide(request.path)  # the window is over: serve as usual
     if decision.action == "error" and decision.error is not None:
         return error_response(decision.error)
     if decision.action == "bad_gateway":
@@ -86,6 +80,21 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc)
+
+
+async def _hold(request: web.Request, seconds: float) -> bool:
+    """Send nothing for ``seconds``; False if the client gave up or the server is stopping meanwhile."""
+    stopping = request.app[SETTINGS_KEY].stopping
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing() or (stopping is not None and stopping.is_set()):
+            if transport is not None:
+                transport.abort()
+            return False
+        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    return True
 
 
 # ---- path parsing ----------------------------------------------------------------
