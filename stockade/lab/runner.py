@@ -62,6 +62,25 @@ def external_ports(case: Case, stages: list[Stage]) -> dict[str, list[tuple[int,
     return {k: sorted(v) for k, v in out.items()}
 
 
+async def apply_ops(lab: Lab, pipe: Pipeline, ops: Iterable[ObjectOp]) -> dict[str, int]:
+    """Write ``ops`` in order, wiring a new pod (and starting its echo
+    server) before it exists at the API and unwiring a deleted pod after
+    its deletion; the highest resourceVersion written per kind."""
+    seen: dict[str, int] = {}
+    for op in ops:
+        if op.kind == "Pod" and op.obj is not None:
+            key, node, ip, host, ports = pod_wiring(op.obj)
+            if key not in lab.pods:
+                await lab.add_pod(key, node, ip, host, ports)
+        for kind, rv in (await pipe.write([op])).items():
+            seen[kind] = max(seen.get(kind, 0), rv)
+        if op.kind == "Pod" and op.obj is None:
+            key = f"{op.namespace}/{op.name}"
+            if key in lab.pods:
+                await lab.remove_pod(key)
+    return seen
+
+
 class CaseRun:
     """One case in one lab; :meth:`run` returns its results."""
 
@@ -81,20 +100,7 @@ class CaseRun:
         await self.pipe.start()
 
     async def apply(self, ops: Iterable[ObjectOp]) -> dict[str, int]:
-        """Write ``ops`` in order, wiring and unwiring pods around them."""
-        seen: dict[str, int] = {}
-        for op in ops:
-            if op.kind == "Pod" and op.obj is not None:
-                key, node, ip, host, ports = pod_wiring(op.obj)
-                if key not in self.lab.pods:
-                    await self.lab.add_pod(key, node, ip, host, ports)
-            for kind, rv in (await self.pipe.write([op])).items():
-                seen[kind] = max(seen.get(kind, 0), rv)
-            if op.kind == "Pod" and op.obj is None:
-                key = f"{op.namespace}/{op.name}"
-                if key in self.lab.pods:
-                    await self.lab.remove_pod(key)
-        return seen
+        return await apply_ops(self.lab, self.pipe, ops)
 
     async def probe(self, stage: Stage) -> list[ProbeResult]:
         outs = await self.lab.prober.probe_all([self.lab.probe_of(p.src, p.dst, p.port, p.protocol)
