@@ -22,7 +22,6 @@ What not: no network, no kernel, no Kubernetes API.
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import sys
 from dataclasses import dataclass, field
@@ -36,32 +35,45 @@ from stockade import cases
 class Compiled:
     """Decision (b): the compiler's engine plus the packet walker.
 
-    Wraps ``controller.engine.Engine`` (fed the same records as the oracle)
-    and ``controller.walker.walk`` over the node states of the two ends."""
+    Holds a ``controller.engine.Engine`` fed the same records as the oracle
+    and walks each probe's first packet (``controller.walker.walk``) through
+    the node states of its two ends."""
 
     def __init__(self) -> None:
-        engine = importlib.import_module("controller.engine")
-        self._walker: Any = importlib.import_module("controller.walker")
-        self.engine: Any = engine.Engine()
+        from controller.engine import Engine
+
+        self.engine = Engine()
 
     def set(self, kind: str, record: Any) -> None:
-        getattr(self.engine, f"set_{_SUFFIX[kind]}")(record)
+        e = self.engine
+        if kind == "Namespace":
+            e.set_namespace(record)
+        elif kind == "Pod":
+            e.set_pod(record)
+        elif kind == "Node":
+            e.set_node(record)
+        else:
+            e.set_policy(record)
 
     def remove(self, kind: str, key: str) -> None:
-        getattr(self.engine, f"remove_{_SUFFIX[kind]}")(key)
+        e = self.engine
+        {"Namespace": e.remove_namespace, "Pod": e.remove_pod, "Node": e.remove_node,
+         "NetworkPolicy": e.remove_policy}[kind](key)
 
     def set_invalid_policy(self, key: str, errors: list[str]) -> None:
         self.engine.set_invalid_policy(key, errors)
 
     def decide(self, src: oracle.Endpoint, dst: oracle.Endpoint, port: int, protocol: Protocol) -> bool:
+        """Walk the connection's first packet through the states of the
+        source's and the destination's nodes (None: outside the cluster)."""
+        from controller.walker import Packet, walk
+
+        packet = Packet(src.ip, dst.ip, protocol.lower(), port,
+                        src_kind="pod" if src.pod is not None else "host",
+                        dst_kind="pod" if dst.pod is not None else "host")
         src_state = self.engine.node_state(src.node) if src.node else None
         dst_state = self.engine.node_state(dst.node) if dst.node else None
-        packet = self._walker.Packet(src=src.ip, dst=dst.ip, proto=protocol.lower(), dport=port)
-        result = self._walker.walk(src_state, dst_state, packet)
-        return bool(result.allowed)
-
-
-_SUFFIX = {"Namespace": "namespace", "Pod": "pod", "Node": "node", "NetworkPolicy": "policy"}
+        return walk(src_state, dst_state, packet).allowed
 
 
 def compiled_or_none(err: TextIO) -> Compiled | None:
