@@ -27,7 +27,6 @@ not run servers (``nodeagent.service``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -172,6 +171,7 @@ class AgentClient:
         self.delays: list[float] = []  # backoff delays taken (most recent last; bounded)
         self._digests = DigestCache()
         self._call: Any = None
+        self._applying: asyncio.Future[Any] | None = None
         self._stopping = False
         self.synced = asyncio.Event()  # set once this process enforces a controller-confirmed state
 
@@ -211,16 +211,22 @@ class AgentClient:
     def backoff(self, failures: int) -> float:
         """The pause after ``failures`` consecutive failed attempts (0: a short pause)."""
         s = self.settings
-        base = min(s.backoff_max, s.backoff_initial * (2 ** max(0, failures - 1)))
+        base: float = min(s.backoff_max, s.backoff_initial * 2.0 ** max(0, failures - 1))
         if failures == 0:
             base = s.backoff_initial / 4
-        return base * (1 - s.jitter * self.rng.random())
+        return base * (1.0 - s.jitter * self.rng.random())
 
     def stop(self) -> None:
         """Stop reconnecting and end the current stream; never touches the dataplane."""
         self._stopping = True
         if self._call is not None:
             self._call.cancel()
+
+    async def drain(self) -> None:
+        """Wait for an apply in progress (if any) to finish."""
+        fut = self._applying
+        if fut is not None and not fut.done():
+            await asyncio.wait({fut})
 
     # ---------------------------------------------------------------- one stream
 
@@ -229,7 +235,8 @@ class AgentClient:
         delivered = False
         async with grpc.aio.insecure_channel(target, options=grpcutil.CLIENT_OPTIONS) as channel:
             await asyncio.wait_for(channel.channel_ready(), self.settings.connect_timeout)
-            call = stockade_pb2_grpc.DistributionStub(channel).Stream()
+            stub = stockade_pb2_grpc.DistributionStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Stream()
             self._call = call
             hello = Hello(self.settings.node, self.settings.agent_version,
                           self.digest if self.state is not None else "", tuple(self.host_checks()))
@@ -289,14 +296,20 @@ class AgentClient:
             return self._reject(version, f"{kind} version {version}: digest {got[:12]} of the result differs "
                                          f"from the controller's {want_digest[:12]}")
         t0 = time.monotonic()
+        # shielded: cancelling the client (shutdown) never cuts an apply in
+        # half; ``drain`` waits for it instead
+        fut = asyncio.ensure_future(self.applier.apply(new))
+        self._applying = fut
         try:
-            r = await self.applier.apply(new)
+            r = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            raise
         except Exception as e:  # the dataplane raised instead of reporting: still an error to ack
             r = None
             err = f"apply raised {_describe(e)}"
         else:
             err = "" if r.ok else (r.error or "apply failed")
-        seconds = float(getattr(r, "seconds", 0.0) or (time.monotonic() - t0))
+        seconds: float = float(getattr(r, "seconds", 0.0) or (time.monotonic() - t0))
         writes = int(getattr(r, "writes", 0) or 0)
         if err:
             self.last_error = f"{kind} version {version}: {err}"
@@ -344,7 +357,3 @@ def _describe(e: BaseException) -> str:
         return "timed out connecting"
     return f"{type(e).__name__}: {e}"
 
-
-async def close_quietly(call: Any) -> None:
-    with contextlib.suppress(Exception):
-        await call.done_writing()
