@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from controller import parse
 from controller.settings import WatchSettings
@@ -51,8 +52,8 @@ def project_pod(o: Mapping[str, Any]) -> object:
 
 
 class Running:
-    def __init__(self, w: Watcher, rec: Recorder) -> None:
-        self.w, self.rec = w, rec
+    def __init__(self, w: Watcher, rec: Recorder, task: Any) -> None:
+        self.w, self.rec, self.task = w, rec, task
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def pods(api: Any) -> AsyncIterator[Any]:
         rec = Recorder()
         w = Watcher("Pod", api_call(api, "Pod"), project_pod, rec, settings, **kw)
         tasks.append(asyncio.create_task(w.run()))
-        return Running(w, rec)
+        return Running(w, rec, tasks[-1])
 
     yield start
     for t in tasks:
@@ -147,11 +148,8 @@ async def test_410_after_missed_changes_applies_exactly_the_differences(emu: Any
     objs = await seed(kube, 4)
     r = pods()
     await eventually(lambda: r.rec.listed == 1)
-    task = asyncio.all_tasks() - {asyncio.current_task()}
-    for t in task:
-        if t.get_coro().__qualname__.startswith("Watcher.run"):  # type: ignore[union-attr]
-            t.cancel()
-    await asyncio.sleep(0.05)
+    r.task.cancel()  # the watcher is away ...
+    await asyncio.gather(r.task, return_exceptions=True)
     n_before = len(r.rec.changes())
     await kube.replace(pod("a", "p1", {"app": "moved"}, "n1", "10.0.0.2"))
     await kube.delete(objs[2])
@@ -175,7 +173,7 @@ async def test_500s_are_retried_with_growing_backoff(emu: Any, kube: Kube, pods:
     async def sleep(d: float) -> None:
         slept.append(d)
 
-    emu.faults.fail_next(3, code=500)
+    emu.faults.fail_next(3, code=500, path_prefix="/api/v1/pods")
     r = pods(sleep=sleep, rand=lambda: 0.0)
     await eventually(lambda: r.rec.listed == 1, what="list after 500s")
     assert slept[:3] == [0.02, 0.04, 0.08]
@@ -188,7 +186,7 @@ async def test_html_502_is_an_error_not_events(emu: Any, kube: Kube, pods: Any) 
     await seed(kube, 1)
     r = pods()
     await eventually(lambda: r.rec.listed == 1 and r.w.status().connected)
-    emu.faults.bad_gateway_next(2)
+    emu.faults.bad_gateway_next(2, path_prefix="/api/v1/pods")
     emu.faults.cut_watches()
     await eventually(lambda: r.w.status().errors >= 2, what="502 errors")
     assert "502" in r.w.status().last_error and "Bad Gateway" in r.w.status().last_error
@@ -204,12 +202,48 @@ async def test_silent_stream_is_detected_by_read_timeout(emu: Any, kube: Kube, p
     await seed(kube, 1)
     r = pods(replace(FAST, read_timeout=0.3))
     await eventually(lambda: r.rec.listed == 1)
-    emu.faults.stall(0.6)  # the reconnect hangs too; the connect timeout bounds it
-    await eventually(lambda: "stall" in r.w.status().last_error or "no response" in r.w.status().last_error,
-                     what="stall detected")
+    import asyncio
+
+    errors_before = r.w.status().errors
+    emu.faults.stall(0.6)  # requests in the next 0.6s hang (the reconnects too), then are dropped
+    await eventually(lambda: r.w.status().errors > errors_before, what="stall detected")
+    await asyncio.sleep(0.7)  # our own create must not fall into the stall window
     await kube.create(pod("a", "late", {}, "n1", "10.0.0.61"))
     await eventually(lambda: "a/late" in r.rec.state, timeout=10, what="events after the stall")
     assert r.w.status().relists == 0
+    assert (REGISTRY.get_sample_value("stockade_watch_errors_total", {"kind": "Pod", "reason": "stall"}) or 0) >= 1
+
+
+async def test_bookmarks_advance_the_resource_version() -> None:
+    """Changes of other kinds move the store's version; the Pod stream's
+    bookmarks carry it, so a resume starts from a recent version."""
+    import asyncio
+
+    from stockade.kubeemu.emulator import KubeEmulator
+
+    async with KubeEmulator(host="127.0.0.1", port=0, bookmark_interval=0.1) as emu2:
+        from kubernetes_asyncio import client
+
+        cfg = client.Configuration()
+        cfg.host = emu2.url
+        async with client.ApiClient(configuration=cfg) as c2:
+            k2 = Kube(emu2.url)
+            try:
+                await k2.create(namespace("a"), pod("a", "p", {}, "n1", "10.0.0.1"))
+                rec = Recorder()
+                w = Watcher("Pod", api_call(c2, "Pod"), project_pod, rec, FAST)
+                t = asyncio.create_task(w.run())
+                try:
+                    await eventually(lambda: rec.listed == 1)
+                    listed_rv = int(w.resource_version)
+                    await k2.create(namespace("b"), namespace("c"))
+                    await eventually(lambda: int(w.resource_version) >= listed_rv + 2, what="bookmark")
+                    assert len(rec.changes()) == 1  # only the pod; bookmarks are not events
+                finally:
+                    t.cancel()
+                    await asyncio.gather(t, return_exceptions=True)
+            finally:
+                await k2.close()
 
 
 async def test_delayed_responses_still_work(emu: Any, kube: Kube, pods: Any) -> None:
