@@ -216,7 +216,7 @@ def parse_explain_query(q: Mapping[str, str]) -> tuple[str, str, int, str]:
 # --------------------------------------------------------------------------
 # The aiohttp shell
 
-SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)  # type: ignore[type-abstract]
+SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
