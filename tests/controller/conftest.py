@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.settings import Settings, ShutdownSettings, WatchSettings
+from nodeagent.dataplane import Dataplane, DataplaneSettings
+from nodeagent.fake_kernel import FakeKernel
+from nodeagent.service import AgentService, AgentSettings
 from tests.controller.kube import Kube
 
 FAST_WATCH = WatchSettings(read_timeout=5.0, connect_timeout=2.0, list_timeout=5.0, backoff_initial=0.02,
@@ -81,3 +84,54 @@ async def start_controller(kubeconfig: str) -> AsyncIterator[StartController]:
     yield start
     for c in reversed(started):
         await c.stop()
+
+
+NODES = ("n1", "n2")
+
+
+@dataclass
+class Agent:
+    node: str
+    kernel: FakeKernel
+    service: AgentService
+
+    def digest(self) -> str:
+        return str(self.service.applied()["digest"])
+
+    def members(self) -> set[str]:
+        return {m for s in self.kernel.sets.values() for m in getattr(s, "members", ())}
+
+
+StartAgents = Callable[[list[str]], Any]
+
+
+@pytest.fixture
+async def start_agents(tmp_path: Path) -> AsyncIterator[StartAgents]:
+    agents: list[Agent] = []
+
+    async def start(controllers: list[str]) -> list[Agent]:
+        out = []
+        for n in NODES:
+            k = FakeKernel()
+            dp = Dataplane(k, DataplaneSettings(backend="nft", state_dir=str(tmp_path / n), settle=0.05))
+            svc = AgentService(AgentSettings(node=n, controllers=controllers, grpc_listen="127.0.0.1:0",
+                                             http_listen="127.0.0.1:0", state_dir=str(tmp_path / n),
+                                             backoff_initial=0.05, backoff_max=0.3, shutdown_timeout=2.0),
+                               dataplane=dp)
+            await svc.start()
+            a = Agent(n, k, svc)
+            agents.append(a)
+            out.append(a)
+        return out
+
+    yield start
+    for a in agents:
+        await a.service.stop()
+
+
+def in_sync(ctl: Any, agents: list[Agent]) -> bool:
+    for a in agents:
+        d = ctl.distributor.desired(a.node)
+        if d is None or a.digest() != d[2]:
+            return False
+    return True

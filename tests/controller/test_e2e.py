@@ -11,72 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nodeagent.dataplane import Dataplane, DataplaneSettings
-from nodeagent.fake_kernel import FakeKernel
-from nodeagent.service import AgentService, AgentSettings
-from tests.controller.conftest import StartController
+from tests.controller.conftest import NODES, StartAgents, StartController, in_sync
 from tests.controller.kube import Kube, eventually, pod, policy
 from tests.controller.test_controller import BROKEN_POLICY, seed_cluster
 
 pytestmark = pytest.mark.timeout(60)
-
-NODES = ("n1", "n2")
-
-
-@dataclass
-class Agent:
-    node: str
-    kernel: FakeKernel
-    service: AgentService
-
-    def digest(self) -> str:
-        return str(self.service.applied()["digest"])
-
-    def members(self) -> set[str]:
-        return {m for s in self.kernel.sets.values() for m in getattr(s, "members", ())}
-
-
-StartAgents = Callable[[list[str]], Any]
-
-
-@pytest.fixture
-async def start_agents(tmp_path: Path) -> AsyncIterator[StartAgents]:
-    agents: list[Agent] = []
-
-    async def start(controllers: list[str]) -> list[Agent]:
-        out = []
-        for n in NODES:
-            k = FakeKernel()
-            dp = Dataplane(k, DataplaneSettings(backend="nft", state_dir=str(tmp_path / n), settle=0.05))
-            svc = AgentService(AgentSettings(node=n, controllers=controllers, grpc_listen="127.0.0.1:0",
-                                             http_listen="127.0.0.1:0", state_dir=str(tmp_path / n),
-                                             backoff_initial=0.05, backoff_max=0.3, shutdown_timeout=2.0),
-                               dataplane=dp)
-            await svc.start()
-            a = Agent(n, k, svc)
-            agents.append(a)
-            out.append(a)
-        return out
-
-    yield start
-    for a in agents:
-        await a.service.stop()
-
-
-def in_sync(ctl: Any, agents: list[Agent]) -> bool:
-    for a in agents:
-        d = ctl.distributor.desired(a.node)
-        if d is None or a.digest() != d[2]:
-            return False
-    return True
-
 
 async def test_cluster_converges_and_changes_reach_the_kernels(
         kube: Kube, start_controller: StartController, start_agents: StartAgents) -> None:
