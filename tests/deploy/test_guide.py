@@ -4,6 +4,7 @@ snippet renders with the user's image."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_every_kustomization_the_guide_applies_exists(guide: str) -> None:
 
 def test_every_setting_is_documented(guide: str, rendered: dict[str, list[Obj]]) -> None:
     keys = {k for o in m.of_kind(rendered["aks-kubenet"], "ConfigMap") for k in o["data"]}
-    assert "STOCKADE_BRIDGED" in keys
+    assert "STOCKADE_RECONCILE_PERIOD" in keys
     settings = guide.split("## Settings", 1)[1].split("\n## ", 1)[0]
     undocumented = sorted(k for k in keys if f"| `{k}` |" not in settings)
     assert not undocumented, f"settings missing from the guide's Settings tables: {undocumented}"
@@ -91,3 +92,16 @@ def test_own_overlay_snippet_renders_with_the_users_image(guide: str, tmp_path: 
     objs = m.parse(m.kustomize_yaml(tmp_path / "my-stockade"))
     images = {c["image"] for w in m.workloads(objs) for c in m.pod_spec(w)["containers"]}
     assert images == {"REGISTRY.azurecr.io/stockade:0.1.0"}
+
+
+def test_the_guides_recipe_is_the_labs_recipe_01(guide: str) -> None:
+    case_path = m.REPO / "stockade" / "lab" / "recipes" / "recipe-01-deny-all-traffic-to-an-application.json"
+    if not case_path.exists():
+        pytest.skip("the lab's recipe cases have not landed")
+    assert case_path.relative_to(m.REPO).as_posix() in guide
+    policy_yaml = re.search(r"apply -f - <<'EOF'\n(\s*apiVersion: networking\.k8s\.io/v1\n.*?)\n\s*EOF", guide, re.S)
+    assert policy_yaml, "the guide's recipe policy is missing"
+    body = "\n".join(line[4:] for line in policy_yaml.group(1).splitlines())
+    (policy,) = m.parse(body)
+    (expected,) = json.loads(case_path.read_text())["policies"]
+    assert policy == expected

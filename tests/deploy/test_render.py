@@ -72,47 +72,42 @@ def test_install_has_every_part(rendered: dict[str, list[Obj]], overlay: str) ->
     assert configmaps == ["stockade-agent-config", "stockade-controller-config"], "content-hashed names expected"
 
 
-def test_overlays_differ_only_in_the_bridged_setting(rendered: dict[str, list[Obj]]) -> None:
-    def agent_config(objs: list[Obj]) -> dict[str, str]:
-        (cm,) = [o for o in m.of_kind(objs, "ConfigMap") if o["metadata"]["name"].startswith("stockade-agent-config")]
-        return dict(cm["data"])
+AGENT_ARGS = [
+    "agent",
+    "--node-name", "<spec.nodeName>",
+    "--controller", "stockade-controller.stockade-system.svc:7700",
+    "--grpc-listen", "0.0.0.0:7702",
+    "--http-listen", "0.0.0.0:7703",
+    "--iptables-backend", "auto",
+    "--reconcile-period", "60",
+    "--state-dir", "/var/lib/stockade",
+    "--log-level", "INFO",
+]
 
-    kubenet, routed = agent_config(rendered["aks-kubenet"]), agent_config(rendered["routed"])
-    assert kubenet["STOCKADE_BRIDGED"] == "true"
-    assert routed["STOCKADE_BRIDGED"] == "false"
-    assert {k: v for k, v in kubenet.items() if k != "STOCKADE_BRIDGED"} == \
-        {k: v for k, v in routed.items() if k != "STOCKADE_BRIDGED"}
 
-    def without_config_names(objs: list[Obj]) -> list[Obj]:
-        out = []
-        for o in copy.deepcopy(objs):
-            if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("stockade-agent-config"):
-                continue
-            if o["kind"] == "DaemonSet":
-                for c in m.pod_spec(o)["containers"]:
-                    c.pop("envFrom")
-            out.append(o)
+def test_overlays_differ_only_in_the_bridged_flag(rendered: dict[str, list[Obj]]) -> None:
+    def without_bridged(objs: list[Obj]) -> list[Obj]:
+        out = copy.deepcopy(objs)
+        for c in m.pod_spec(m.one(out, "DaemonSet", m.AGENT))["containers"]:
+            c["args"] = [a for a in c["args"] if a != "--bridged"]
         return out
 
-    assert without_config_names(rendered["aks-kubenet"]) == without_config_names(rendered["routed"])
+    kubenet, routed = rendered["aks-kubenet"], rendered["routed"]
+    assert "--bridged" in _container(m.one(kubenet, "DaemonSet", m.AGENT), "agent")["args"]
+    assert "--bridged" not in _container(m.one(routed, "DaemonSet", m.AGENT), "agent")["args"]
+    assert without_bridged(kubenet) == routed
 
 
-@pytest.mark.parametrize("overlay", m.INSTALLS)
-def test_agent_command_line_after_env_expansion(rendered: dict[str, list[Obj]], overlay: str) -> None:
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [pytest.param("aks-kubenet", [*AGENT_ARGS, "--bridged"], id="aks-kubenet"),
+     pytest.param("routed", AGENT_ARGS, id="routed")],
+)
+def test_agent_command_line_after_env_expansion(rendered: dict[str, list[Obj]], overlay: str,
+                                                expected: list[str]) -> None:
     objs = rendered[overlay]
     agent = _container(m.one(objs, "DaemonSet", m.AGENT), "agent")
-    assert m.command_line(objs, agent) == [
-        "agent",
-        "--node-name", "<spec.nodeName>",
-        "--controller", "stockade-controller.stockade-system.svc:7700",
-        "--grpc-listen", "0.0.0.0:7702",
-        "--http-listen", "0.0.0.0:7703",
-        "--iptables-backend", "auto",
-        "--reconcile-period", "60",
-        "--state-dir", "/var/lib/stockade",
-    ]
-    env = m.container_env(objs, agent)
-    assert env["STOCKADE_BRIDGED"] in ("true", "false")
+    assert m.command_line(objs, agent) == expected
 
 
 @pytest.mark.parametrize("overlay", m.INSTALLS)
