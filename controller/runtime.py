@@ -309,7 +309,8 @@ class Controller:
 
         async def step(name: str, coro: Any, timeout: float) -> None:
             try:
-                await asyncio.wait_for(coro, timeout)
+                async with asyncio.timeout(timeout):
+                    await coro
             except TimeoutError:
                 errors.append(f"{name}: timed out after {timeout}s")
             except Exception as e:
@@ -317,7 +318,7 @@ class Controller:
 
         watch_tasks = [t for t in self.tasks if t.get_name().startswith("stockade-watch-")]
         for w in self.watchers.values():
-            w.close()
+            w.stop()
         await step("watches", _cancel(watch_tasks), sd.watches)
         await step("writer", _cancel([t for t in self.tasks if t not in watch_tasks]), sd.writer)
         if self.http is not None:

@@ -238,6 +238,7 @@ class Watcher:
         self._last_error_at: float | None = None
         self.state = WatchStatus(kind)
         self._resp: Any = None
+        self._stopping = False
 
     def status(self) -> WatchStatus:
         self.state.objects = len(self.cache)
@@ -247,8 +248,10 @@ class Watcher:
                                      else round(self._clock() - self._last_error_at, 1))
         return self.state
 
-    def close(self) -> None:
-        """Close the open stream, if any (shutdown; cancellation also does)."""
+    def stop(self) -> None:
+        """Shutdown: :meth:`run` returns at its next step instead of
+        retrying, and the open stream (if any) is closed now."""
+        self._stopping = True
         if self._resp is not None:
             self._resp.close()
 
@@ -256,7 +259,7 @@ class Watcher:
         """Run until cancelled.  A watcher that already listed (its task was
         restarted) resumes watching from its resourceVersion."""
         need_list = not self.listed or not self.resource_version
-        while True:
+        while not self._stopping:
             try:
                 if need_list:
                     await self._list()
@@ -285,6 +288,8 @@ class Watcher:
                 await self._backoff()
 
     def _error(self, reason: str, message: str) -> None:
+        if self._stopping:
+            return
         self.state.errors += 1
         self.state.last_error = f"{reason}: {message}"
         self._last_error_at = self._clock()
@@ -293,6 +298,8 @@ class Watcher:
         log.warning("%s watch: %s: %s", self.kind, reason, message)
 
     async def _backoff(self) -> None:
+        if self._stopping:
+            return
         delay = backoff_delay(self._attempt, self._s, self._rand())
         self._attempt += 1
         log.debug("%s: retry in %.3fs (attempt %d)", self.kind, delay, self._attempt)
@@ -301,9 +308,8 @@ class Watcher:
     async def _request(self, **kwargs: Any) -> Any:
         """Open one request; returns the response with status 200 or raises."""
         try:
-            resp = await asyncio.wait_for(
-                self._call(_preload_content=False, **kwargs),
-                self._s.connect_timeout + self._s.read_timeout)
+            async with asyncio.timeout(self._s.connect_timeout + self._s.read_timeout):
+                resp = await self._call(_preload_content=False, **kwargs)
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise WatchError("connect", f"no response: {type(e).__name__}") from None
         except aiohttp.ClientError as e:
@@ -311,7 +317,8 @@ class Watcher:
         if resp.status == 200:
             return resp
         try:
-            body = await asyncio.wait_for(resp.content.read(4096), self._s.connect_timeout)
+            async with asyncio.timeout(self._s.connect_timeout):
+                body = await resp.content.read(4096)
         except Exception:  # the status says enough
             body = b""
         finally:
@@ -342,7 +349,8 @@ class Watcher:
                 kwargs["_continue"] = cont
             resp = await self._request(**kwargs)
             try:
-                body = await asyncio.wait_for(resp.read(), self._s.list_timeout)
+                async with asyncio.timeout(self._s.list_timeout):
+                    body = await resp.read()
             except (TimeoutError, aiohttp.ClientError) as e:
                 raise WatchError("list_read", f"{type(e).__name__}: {e}") from None
             finally:
@@ -402,7 +410,8 @@ class Watcher:
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(resp.content.readline(), self._s.read_timeout)
+                    async with asyncio.timeout(self._s.read_timeout):
+                        line = await resp.content.readline()
                 except TimeoutError:
                     raise WatchError("stall", f"no data for {self._s.read_timeout}s at "
                                      f"resourceVersion {self.resource_version}") from None
