@@ -94,6 +94,8 @@ class Engine:
         self._states: dict[str, NodeState] = {}
         self._targets: dict[str, dict[str, tuple[IPSet, ...]]] = {}  # node -> group -> target set per family
         self._iso: dict[str, dict[str, IPSet]] = {}  # node -> isolation sets
+        self._node_bundle_obj: dict[str, Bundle] = {}  # node -> bundle its current state was built from
+        self._changed_globals: set[str] = set()  # cluster-wide sets refilled since the last flush
         self._dirty_targets: dict[str, set[str]] = {}  # node -> groups whose pods there changed
         self._dirty_nodes: set[str] = set()
         self._changed: set[str] = set()  # nodes whose state object changed since the last flush
@@ -207,6 +209,7 @@ class Engine:
             if self._known(node):
                 self._assemble(node)
         self._dirty_nodes.clear()
+        self._changed_globals.clear()
         out: dict[str, NodeState] = {}
         for node in self._changed:
             st = self._states.get(node)
@@ -368,6 +371,7 @@ class Engine:
         self._set_bundles.clear()
         self._targets.clear()
         self._iso.clear()
+        self._node_bundle_obj.clear()
         self._dirty_nodes.update(self.nodes())
 
     # ================================================================ bundles
@@ -443,6 +447,7 @@ class Engine:
                 continue
             self._global[name] = IPSet(name, "hash:ip" if sd.kind == naming.PEER else "hash:ip,port", sd.family,
                                        members, comment=sd.comment)
+            self._changed_globals.add(name)
             for key in self._set_bundles.get(name, ()):
                 self._dirty_nodes.update(self._bundle_nodes[key])
         self._dirty_sets.clear()
@@ -495,6 +500,22 @@ class Engine:
             self._attach(node, key)
         b = self._bundle(key)
         dirty = self._dirty_targets.pop(node, None)
+        old = self._states.get(node)
+        same_bundle = self._node_bundle_obj.get(node) is b
+        self._node_bundle_obj[node] = b
+        if old is not None and same_bundle and dirty is None:
+            # Fast path: only cluster-wide sets changed (a peer's pods).
+            glob = self._global
+            sets = dict(old.sets)
+            changed = False
+            for name in self._changed_globals:
+                if name in sets and sets[name] is not glob[name]:
+                    sets[name] = glob[name]
+                    changed = True
+            if changed:
+                self._states[node] = NodeState(node, sets, b.v4, b.v6)
+                self._changed.add(node)
+            return
         tcache = self._targets.get(node)
         if tcache is None:
             tcache = self._targets[node] = {}
@@ -509,11 +530,8 @@ class Engine:
                 ts = tcache[gid] = self._target_sets(gid, node, ts)
             for s in ts:
                 sets[s.name] = s
-        iso = self._iso.get(node)
-        if iso is None or old_key != key or dirty:
-            iso = self._iso[node] = self._iso_sets(b, tcache, iso)
+        iso = self._iso[node] = self._iso_sets(b, tcache, self._iso.get(node))
         sets.update(iso)
-        old = self._states.get(node)
         if old is not None and old.v4 is b.v4 and old.v6 is b.v6 and _same_sets(old.sets, sets):
             return
         self._states[node] = NodeState(node, sets, b.v4, b.v6)
@@ -527,7 +545,7 @@ class Engine:
         key = self._node_bundle.get(node)
         if key is not None:
             self._detach(node, key)
-        for d in (self._states, self._targets, self._iso, self._dirty_targets, self._flushed):
+        for d in (self._states, self._targets, self._iso, self._dirty_targets, self._flushed, self._node_bundle_obj):
             d.pop(node, None)
         self._dirty_nodes.discard(node)
         self._changed.discard(node)

@@ -41,6 +41,8 @@ def final_cluster() -> list[Obj]:
                                                       rule(ports=(port("http"),)))),
         policy("a/db", sel({"app": "db"}), ingress=(rule(peer(sel({"app": "web"})), ports=(port("pg"),)),),
                egress=(rule(block("10.0.0.0/16", "10.0.1.0/24"), ports=(port(53, "UDP"),)),)),
+        policy("a/web-out", sel({"app": "web"}), egress=(rule(peer(sel({"app": "db"}))),)),
+        policy("b/in", sel({"app": "cli"}), ingress=(rule(peer(sel({"app": "cli"}))),)),  # b/out's targets too
         policy("b/out", sel({"app": "cli"}), egress=(rule(peer(sel({"app": "web"}), sel())),
                                                     rule(block("fd00::/64")))),
     ]
@@ -163,6 +165,7 @@ def test_one_change_reports_exactly_the_nodes_it_touches() -> None:
     assert e.flush() == {}  # label nobody selects on
     e.set_pod(pod("b/cli-2", "n3", "10.0.3.2", app="other"))
     changed = e.flush()
-    assert sorted(changed) == ["n3"]  # leaves b/out's targets; no peer set names b/cli-2
+    # n3: b/cli-2 leaves b/out's and b/in's targets; n1: b/in (on b/cli) loses it as a peer
+    assert sorted(changed) == ["n1", "n3"]
     for n, st in changed.items():
         assert st is not before[n]
