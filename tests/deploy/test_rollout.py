@@ -14,6 +14,7 @@ import importlib.util
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -31,19 +32,55 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(grpc_port: int, http_port: int, state: Path) -> subprocess.Popen[str]:
-    state.mkdir()
-    return subprocess.Popen(
-        [sys.executable, "-m", "stockade", "agent", "--kernel", "fake", "--node-name", "node-1",
-         "--controller", "127.0.0.1:1", "--grpc-listen", f"127.0.0.1:{grpc_port}",
-         "--http-listen", f"127.0.0.1:{http_port}", "--state-dir", str(state)],
-        cwd=m.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+class Agent:
+    """One agent process; its output collected line by line."""
+
+    STARTED = "agent node-1 started: "  # logged once both listeners are bound
+
+    def __init__(self, grpc_port: int, http_port: int, state: Path) -> None:
+        state.mkdir()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stockade", "agent", "--kernel", "fake", "--node-name", "node-1",
+             "--controller", "127.0.0.1:1", "--grpc-listen", f"127.0.0.1:{grpc_port}",
+             "--http-listen", f"127.0.0.1:{http_port}", "--state-dir", str(state)],
+            cwd=m.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def started_or_exited(self, within: float) -> bool:
+        """True once it logged that it started (both listeners bound)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if any(self.STARTED in line for line in self.lines):
+                return True
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=5)
+                return any(self.STARTED in line for line in self.lines)
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return "".join(self.lines)
 
 
-def _healthy(http_port: int, proc: subprocess.Popen[str], within: float) -> bool:
+def _healthy(http_port: int, agent: Agent, within: float) -> bool:
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and agent.proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
                 if r.status == 200:
@@ -51,17 +88,6 @@ def _healthy(http_port: int, proc: subprocess.Popen[str], within: float) -> bool
         except OSError:
             time.sleep(0.1)
     return False
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
 
 
 @pytest.mark.xfail(
@@ -74,19 +100,21 @@ def test_a_surge_agent_starts_beside_the_old_one(tmp_path: Path) -> None:
     if importlib.util.find_spec("nodeagent.main") is None:
         pytest.skip("nodeagent.main has not landed yet")
     grpc_port, http_port = _free_port(), _free_port()
-    old = _start(grpc_port, http_port, tmp_path / "old")
+    old = Agent(grpc_port, http_port, tmp_path / "old")
     new = None
     try:
-        assert _healthy(http_port, old, within=20), "the first agent did not come up"
-        new = _start(grpc_port, http_port, tmp_path / "new")
-        time.sleep(3)  # long enough to have bound its listeners, or to have failed to
-        assert new.poll() is None, f"the surge agent exited with {new.returncode}:\n{_stop(new)}"
-        assert old.poll() is None, "the old agent died when the new one started"
+        assert old.started_or_exited(within=20) and _healthy(http_port, old, within=10), \
+            f"the first agent did not come up:\n{old.stop()}"
+        new = Agent(grpc_port, http_port, tmp_path / "new")
+        assert new.started_or_exited(within=20), f"the surge agent did not start:\n{new.stop()}"
+        time.sleep(0.5)
+        assert new.proc.poll() is None, f"the surge agent exited with {new.proc.returncode}:\n{new.stop()}"
+        assert old.proc.poll() is None, f"the old agent died when the new one started:\n{old.stop()}"
         # The old one leaves (the DaemonSet deletes it once the new one is ready);
         # the new one serves alone.
-        _stop(old)
+        old.stop()
         assert _healthy(http_port, new, within=10), "the surge agent does not serve once the old one is gone"
     finally:
-        _stop(old)
+        old.stop()
         if new is not None:
-            _stop(new)
+            new.stop()
