@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.controller.conftest import NODES, StartAgents, StartController, in_sync
 from tests.controller.kube import Kube, eventually, pod, policy
@@ -31,11 +33,14 @@ async def test_cluster_converges_and_changes_reach_the_kernels(
     await eventually(lambda: all(n["connected"] and n["in_sync"] for n in ctl.status()["nodes"]),
                      what="controller sees every agent in sync")
     # A new client pod: its IP must reach n1's kernel.
+    sent_before = REGISTRY.get_sample_value("stockade_event_to_send_seconds_count") or 0.0
     t0 = time.monotonic()
     await kube.create(pod("shop", "client-2", {"app": "client"}, "n1", "10.1.0.77"))
     await eventually(lambda: "10.1.0.77" in n1.members(), timeout=10, what="new member applied")
     print(f"\nevent -> kernel (create to fake-kernel member): {(time.monotonic() - t0) * 1000:.1f} ms")
     await eventually(lambda: in_sync(ctl, agents), timeout=10)
+    # the event-to-send latency was measured for that change
+    assert (REGISTRY.get_sample_value("stockade_event_to_send_seconds_count") or 0.0) > sent_before
 
 
 async def test_malformed_policy_changes_no_kernel(
@@ -86,3 +91,22 @@ async def test_controller_restart_and_replica_move_cost_no_kernel_write(
                      timeout=15, what="agents back on restarted replica a")
     await eventually(lambda: in_sync(a2, agents), timeout=10)
     assert [x.kernel.writes for x in agents] == writes, "a controller restart wrote to a kernel"
+
+
+async def test_agents_get_nothing_before_every_kind_is_listed(
+        emu: Any, kube: Kube, start_controller: StartController, start_agents: StartAgents) -> None:
+    """Agents connected to a controller that has listed only some kinds must
+    receive nothing: a partial view would open or close traffic wrongly."""
+    await seed_cluster(kube)
+    emu.faults.fail_next(30, code=500, path_prefix="/apis/networking.k8s.io")
+    ctl = await start_controller(wait_ready=False)
+    agents = await start_agents([f"127.0.0.1:{ctl.grpc_port}"])
+    await eventually(lambda: all(n["connected"] for n in ctl.distributor.nodes_status()) and
+                     len(ctl.distributor.nodes_status()) == 2 and ctl.watchers["Pod"].listed, what="agents connected")
+    await asyncio.sleep(0.2)
+    assert not ctl.is_ready()
+    assert [a.kernel.writes for a in agents] == [0, 0] and [a.digest() for a in agents] == ["", ""]
+    emu.faults.clear()
+    await asyncio.wait_for(ctl.writer.ready_event.wait(), 10)
+    await eventually(lambda: in_sync(ctl, agents), timeout=10, what="in sync after ready")
+    assert all(a.kernel.writes > 0 for a in agents)
