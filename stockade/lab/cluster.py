@@ -90,6 +90,7 @@ class Lab:
             await processes.stop(self.state, srv)
         if not pod.host_network:
             self.socks.forget(pod.netns)
+            await asyncio.to_thread(netns.run_phases, self.plan.unwire_batches(pod))
             await asyncio.to_thread(netns.delete_namespaces, [pod.netns])
             self.state.namespaces.remove(pod.netns)
             self.state.save()

@@ -210,7 +210,8 @@ class Pipeline:
         os.makedirs(state_dir, exist_ok=True)
         self.agents[i] = await self.lab.start_process(
             f"agent-{node_name(i)}", self.lab.plan.node_ns(i),
-            processes.agent_argv(node_name(i), CONTROL_IP, node_ip(i), state_dir, self.backend))
+            processes.agent_argv(node_name(i), CONTROL_IP, node_ip(i), state_dir, self.backend,
+                                 bridged=self.lab.mode == "bridged"))
 
     async def restart_controller(self) -> None:
         assert self.controller is not None

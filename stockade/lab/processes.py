@@ -160,7 +160,8 @@ def controller_argv(kubeconfig: str, ip: str, replica: str = "lab-0") -> list[st
             "--replica-id", replica]
 
 
-def agent_argv(node: str, controller_ip: str, ip: str, state_dir: str, backend: str = "auto") -> list[str]:
-    return [*stockade(), "agent", "--node-name", node, "--controller", f"{controller_ip}:{CONTROLLER_GRPC}",
+def agent_argv(node: str, controller_ip: str, ip: str, state_dir: str, backend: str = "auto",
+               bridged: bool = False) -> list[str]:
+    return [*stockade(), "agent", *(["--bridged"] if bridged else []), "--node-name", node, "--controller", f"{controller_ip}:{CONTROLLER_GRPC}",
             "--grpc-listen", f"{ip}:{AGENT_GRPC}", "--http-listen", f"{ip}:{AGENT_HTTP}",
             "--iptables-backend", backend, "--state-dir", state_dir]

@@ -253,6 +253,15 @@ class LabPlan:
         return [[make], [Batch(node, nc, nsys), pc]]
 
 
+    def unwire_batches(self, pod: PodWiring) -> list[list[Batch]]:
+        """Remove a pod's veth (and with it its /32 route) from the node
+        *now*: deleting the pod's namespace alone frees the link only when
+        the kernel gets round to it, too late for a pod reusing the address."""
+        if pod.host_network:
+            return []
+        return [[Batch(self.node_ns(pod.node), (f"link del {pod.veth}",))]]
+
+
 def _no_rp_filter() -> list[tuple[str, str]]:
     return [("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.default.rp_filter", "0")]
 
