@@ -37,11 +37,12 @@ from typing import Any, Protocol
 
 import grpc
 
-from stockade.state import NodeDelta, NodeState, StateError, apply_delta, validate
+from stockade.state import NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
 from stockade.wire.digest import DigestCache
 from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update
+from stockade.wire.verify import validate_after_delta, validate_state
 
 log = logging.getLogger("stockade.agent.client")
 
@@ -82,25 +83,6 @@ class ClientSettings:
     backoff_max: float = 30.0
     jitter: float = 0.5
     connect_timeout: float = 5.0
-
-
-def check_delta(old: NodeState, new: NodeState, delta: NodeDelta) -> None:
-    """``validate(new)`` without re-checking members that ``old`` already had
-    (old was validated when it was accepted): sets the delta did not touch
-    are checked by name/type/family only, member changes by their added
-    members.  Raises StateError like ``validate``."""
-    upserted = {s.name for s in delta.sets_upserted}
-    changed = {m.name: m for m in delta.set_members}
-    shells = {}
-    for name, s in new.sets.items():
-        if name in upserted:
-            shells[name] = s
-        elif name in changed:
-            md = changed[name]
-            shells[name] = s.with_members(md.added, md.nomatch_added)
-        else:
-            shells[name] = s.with_members(frozenset(), frozenset())
-    validate(NodeState(new.node, shells, new.v4, new.v6))
 
 
 async def resolve(addresses: Sequence[str]) -> list[str]:
@@ -275,7 +257,7 @@ class AgentClient:
             try:
                 if new.node != self.settings.node:
                     raise StateError(f"snapshot is for node {new.node!r}, this is {self.settings.node!r}")
-                validate(new)
+                validate_state(new)
             except StateError as e:
                 return self._reject(u.version, f"snapshot version {u.version}: {e}")
             return await self._apply(new, u.version, u.digest, "snapshot")
@@ -285,7 +267,7 @@ class AgentClient:
                                            f"does not fit version {self.version} (digest {self.digest[:12] or '-'})")
         try:
             new = apply_delta(self.state, u.delta)
-            check_delta(self.state, new, u.delta)
+            validate_after_delta(new, u.delta)
         except StateError as e:
             return self._reject(u.version, f"delta {u.base_version}->{u.version}: {e}")
         return await self._apply(new, u.version, u.digest, "delta")

@@ -125,39 +125,49 @@ def _hooks_from_pb(m: pb.FamilyHooks, where: str) -> tuple[Family, tuple[Hook, .
 
 
 class _Packer:
-    """Fills parts up to ``budget`` bytes; ``new_part`` makes an empty part."""
+    """Fills parts up to ``budget`` bytes.  ``new_msg`` makes an empty
+    ``ControllerMessage``; ``part_of`` returns its part (filled in place)."""
 
-    def __init__(self, budget: int, new_part: Any) -> None:
+    def __init__(self, budget: int, new_msg: Any, part_of: Any) -> None:
         self.budget = budget
-        self.new_part = new_part
-        self.parts: list[Any] = [new_part()]
+        self.new_msg = new_msg
+        self.part_of = part_of
+        self.msgs: list[Any] = [new_msg()]
+        self.size = 0
+
+    def _next(self) -> None:
+        self.msgs.append(self.new_msg())
         self.size = 0
 
     def room(self, need: int) -> Any:
         """The current part if ``need`` more bytes fit, else a fresh one."""
         if self.size + need > self.budget and self.size > 0:
-            self.parts.append(self.new_part())
-            self.size = 0
+            self._next()
         self.size += need
-        return self.parts[-1]
+        return self.part_of(self.msgs[-1])
 
     def add_members(self, field_name: str, make: Any, members: Iterable[str]) -> None:
         """Spread ``members`` over partial copies of the message ``make(part)`` returns."""
+        lst = members if isinstance(members, list) else list(members)
+        if not lst:
+            return
+        total = sum(map(len, lst)) + 3 * len(lst)
+        if total + 64 <= self.budget - self.size or (total + 64 <= self.budget and self.size > 0):
+            getattr(make(self.room(64)), field_name).extend(lst)  # fast path: fits in one part
+            self.size += total
+            return
         cur: Any = None
-        batch: list[str] = []
-        for mem in members:
+        start = 0
+        for i, mem in enumerate(lst):
             need = len(mem) + 3
             if cur is None or self.size + need > self.budget:
                 if cur is not None:
-                    getattr(cur, field_name).extend(batch)
-                    batch = []
-                    self.parts.append(self.new_part())
-                    self.size = 0
+                    getattr(cur, field_name).extend(lst[start:i])
+                    start = i
+                    self._next()
                 cur = make(self.room(64))
-            batch.append(mem)
             self.size += need
-        if cur is not None and batch:
-            getattr(cur, field_name).extend(batch)
+        getattr(cur, field_name).extend(lst[start:])
 
     def add_chain(self, repeated_field: str, fam: Family, c: Chain) -> None:
         cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
@@ -165,8 +175,7 @@ class _Packer:
             rp = rule_to_pb(r)
             need = rp.ByteSize() + 4
             if self.size + need > self.budget:
-                self.parts.append(self.new_part())
-                self.size = 0
+                self._next()
                 cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
             cur.rules.append(rp)
             self.size += need
@@ -191,26 +200,36 @@ def _add_set(p: _Packer, field_name: str, s: IPSet) -> None:
 def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = "",
                     budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
     """``SnapshotPart``s then one ``SnapshotComplete``."""
-    p = _Packer(budget, lambda: pb.SnapshotPart(version=version))
+    def new_msg() -> pb.ControllerMessage:
+        m = pb.ControllerMessage()
+        m.snapshot_part.version = version
+        return m
+
+    p = _Packer(budget, new_msg, lambda m: m.snapshot_part)
     for name in sorted(state.sets):
         _add_set(p, "sets", state.sets[name])
     for fam in FAMILIES:
         fs = state.family(fam)
         for cname in sorted(fs.chains):
             p.add_chain("chains", fam, fs.chains[cname])
-    first = p.parts[0]
+    first = p.msgs[0].snapshot_part
     for fam in FAMILIES:
         first.hooks.append(_hooks_pb(fam, state.family(fam).hooks))
-    msgs = [pb.ControllerMessage(snapshot_part=part) for part in p.parts]
+    msgs = p.msgs
     msgs.append(pb.ControllerMessage(snapshot_complete=pb.SnapshotComplete(
-        node=state.node, version=version, digest=digest, parts=len(p.parts), replica=replica)))
+        node=state.node, version=version, digest=digest, parts=len(msgs), replica=replica)))
     return msgs
 
 
 def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
                  replica: str = "", budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
     """``DeltaPart``s then one ``DeltaComplete``."""
-    p = _Packer(budget, lambda: pb.DeltaPart(version=version))
+    def new_msg() -> pb.ControllerMessage:
+        m = pb.ControllerMessage()
+        m.delta_part.version = version
+        return m
+
+    p = _Packer(budget, new_msg, lambda m: m.delta_part)
     for s in d.sets_upserted:
         _add_set(p, "sets_upserted", s)
     if d.sets_removed:
@@ -227,10 +246,10 @@ def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int
         p.room(len(cname) + 8).chains_removed.add(family=_FAMILY[fam], name=cname)
     for fam, hooks in d.hooks:
         p.room(64 * (len(hooks) + 1)).hooks.append(_hooks_pb(fam, hooks))
-    msgs = [pb.ControllerMessage(delta_part=part) for part in p.parts]
+    msgs = p.msgs
     msgs.append(pb.ControllerMessage(delta_complete=pb.DeltaComplete(
         node=d.node, base_version=base_version, base_digest=base_digest, version=version, digest=digest,
-        parts=len(p.parts), replica=replica)))
+        parts=len(msgs), replica=replica)))
     return msgs
 
 
