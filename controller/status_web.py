@@ -257,6 +257,8 @@ async def _explain(req: web.Request) -> web.Response:
         src, dst, port, proto = parse_explain_query(req.query)
     except ValueError as e:
         return _err(400, str(e))
+    if not req.app[SOURCE].is_ready():
+        return _err(503, "controller not ready: not every kind has been listed yet")
     try:
         return _json(req.app[SOURCE].explain(src, dst, port, proto))
     except ExplainError as e:

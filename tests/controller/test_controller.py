@@ -87,6 +87,9 @@ async def test_invalid_policy_reported_and_others_enforced(kube: Kube, start_con
     assert "shop/broken" in page and "INVALID" in page and "ingres" in page
     metrics = (await get(c.http_port, "/metrics"))[1]
     assert "stockade_invalid_policies 1.0" in metrics
+    for name in ("stockade_event_to_send_seconds_bucket", "stockade_watch_relists_total",
+                 "stockade_watch_errors_total", "stockade_wire_connected_agents", "stockade_controller_ready 1.0"):
+        assert name in metrics, name
 
 
 async def test_explain_uses_the_live_cluster(kube: Kube, start_controller: StartController) -> None:
@@ -103,6 +106,16 @@ async def test_explain_uses_the_live_cluster(kube: Kube, start_controller: Start
     assert code == 404 and "ghost" in err["error"]
     code, err = await get(c.http_port, "/api/v1/explain?from=shop/client&to=shop/web-1")
     assert code == 400 and "port" in err["error"]
+    # the same through the gRPC debug service
+    from stockade.v1 import stockade_pb2, stockade_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{c.grpc_port}") as ch:
+        stub = stockade_pb2_grpc.ControllerDebugStub(ch)
+        resp = await stub.Explain(stockade_pb2.ExplainRequest(src="shop/client", dst="shop/web-1", port=80), timeout=3)
+        assert resp.verdict == "allow" and any("allow-client" in r for r in resp.reasons)
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            await stub.Explain(stockade_pb2.ExplainRequest(src="shop/ghost", dst="shop/web-1", port=80), timeout=3)
+        assert ei.value.code() == grpc.StatusCode.NOT_FOUND and "ghost" in (ei.value.details() or "")
     # a change shows up in the next answer
     await kube.replace(pod("shop", "other", {"app": "client"}, "n1", "10.1.0.9"))
     await eventually(lambda: c.writer.cluster.pods["shop/other"].labels.get("app") == "client")

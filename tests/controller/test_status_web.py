@@ -127,11 +127,19 @@ async def served() -> AsyncIterator[tuple[FakeSource, str]]:
     pytest.param("/metrics", 200, "stockade_watch_restarts_total", id="metrics"),
 ])
 async def test_routes(served: tuple[FakeSource, str], path: str, status: int, needle: str) -> None:
-    _, base = served
+    src, base = served
+    src.ready = path != "/readyz"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s, s.get(base + path) as r:
         body = await r.text()
         assert r.status == status, body
         assert needle in body
+
+
+async def test_explain_before_ready_is_503(served: tuple[FakeSource, str]) -> None:
+    _, base = served
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s, \
+            s.get(base + "/api/v1/explain?from=a/b&to=c/d&port=80") as r:
+        assert r.status == 503 and "not ready" in (await r.json())["error"]
 
 
 async def test_readyz_follows_source(served: tuple[FakeSource, str]) -> None:
