@@ -1,0 +1,151 @@
+"""The emulator through the machine's real kubectl, with no extra flags.
+
+kubectl discovers the API (legacy discovery after trying the aggregated
+form), probes /openapi/v3 for server-side field validation, and does
+client-side apply: GET, then POST or a strategic merge PATCH carrying the
+last-applied annotation.  None of this needs ``--validate=false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stockade.kubeemu import KubeEmulator
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: web
+  namespace: shop
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  namespace: shop
+  labels: {app: web}
+spec:
+  containers:
+  - name: web
+    image: nginx:1
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+  namespace: shop
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        image: nginx:1
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}]
+"""
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: Path, cache: Path) -> None:
+        self.base = ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), "--request-timeout", "10s"]
+
+    async def __call__(self, *args: str, stdin: str = "", ok: bool = True) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *self.base, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+        if ok:
+            assert proc.returncode == 0, f"kubectl {' '.join(args)} failed:\n{out.decode()}\n{err.decode()}"
+            return out.decode()
+        assert proc.returncode != 0, f"kubectl {' '.join(args)} unexpectedly succeeded"
+        return err.decode()
+
+    async def json(self, *args: str) -> Any:
+        return json.loads(await self(*args, "-o", "json"))
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
+    return Kubectl(kubeconfig, tmp_path / "cache")
+
+
+async def test_get_prints_tables_and_json(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    out = await kubectl("get", "namespaces")
+    assert out.splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
+    assert {line.split()[0] for line in out.splitlines()[1:]} == {"default", "kube-system", "kube-public",
+                                                                  "kube-node-lease"}
+    listed = await kubectl.json("get", "namespace", "default")
+    assert listed["metadata"]["labels"] == {"kubernetes.io/metadata.name": "default"}
+    err = await kubectl("get", "pod", "missing", ok=False)
+    assert 'pods "missing" not found' in err
+    resources = await kubectl("api-resources", "-o", "name")
+    assert {"networkpolicies.networking.k8s.io", "pods", "deployments.apps", "nodes"} <= set(resources.split())
+
+
+async def test_apply_creates_then_updates_then_is_unchanged(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    out = await kubectl("apply", "-f", "-", stdin=MANIFESTS)
+    assert out.split("\n")[:-1] == [
+        "namespace/shop created", "serviceaccount/web created", "pod/web-0 created",
+        "networkpolicy.networking.k8s.io/deny-all created", "deployment.apps/web created"]
+    out = await kubectl("apply", "-f", "-", stdin=MANIFESTS)
+    assert all(line.endswith(" unchanged") for line in out.splitlines()), out
+    changed = MANIFESTS.replace("image: nginx:1\n        ports", "image: nginx:2\n        ports")
+    out = await kubectl("apply", "-f", "-", stdin=changed)
+    assert "deployment.apps/web configured" in out.splitlines()
+    deploy = emu.store.get("deployments", "web", "shop")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container == {"name": "web", "image": "nginx:2", "ports": [{"containerPort": 80}],
+                         "env": [{"name": "A", "value": "1"}]}
+    assert deploy["metadata"]["generation"] == 2
+    assert "kubectl.kubernetes.io/last-applied-configuration" in deploy["metadata"]["annotations"]
+    dropped = changed.replace('        env: [{name: A, value: "1"}]\n', "")
+    await kubectl("apply", "-f", "-", stdin=dropped)
+    assert "env" not in emu.store.get("deployments", "web", "shop")["spec"]["template"]["spec"]["containers"][0]
+    policy = await kubectl.json("get", "networkpolicy", "-n", "shop", "deny-all")
+    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+async def test_label_and_delete(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    await kubectl("apply", "-f", "-", stdin=MANIFESTS)
+    await kubectl("label", "pod", "-n", "shop", "web-0", "tier=frontend")
+    assert emu.store.get("pods", "web-0", "shop")["metadata"]["labels"] == {"app": "web", "tier": "frontend"}
+    await kubectl("label", "pod", "-n", "shop", "web-0", "tier=backend", "--overwrite")
+    await kubectl("label", "namespace", "shop", "team=a")
+    assert (await kubectl("get", "pods", "-n", "shop", "-l", "tier=backend", "-o", "name")).split() == ["pod/web-0"]
+    assert emu.store.get("namespaces", "shop")["metadata"]["labels"]["team"] == "a"
+    assert "deleted" in await kubectl("delete", "networkpolicy", "-n", "shop", "deny-all")
+    assert "deleted" in await kubectl("delete", "pod", "-n", "shop", "web-0")
+    assert "deleted" in await kubectl("delete", "namespace", "shop")
+    assert emu.store.list("pods", "shop")[0] == [] and emu.store.list("deployments")[0] == []
+    err = await kubectl("get", "namespace", "shop", ok=False)
+    assert 'namespaces "shop" not found' in err
