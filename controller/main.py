@@ -48,7 +48,8 @@ async def run(settings: Settings) -> int:
         try:
             await ctl.start()
         except Exception as e:
-            log.error("controller failed to start: %s: %s", type(e).__name__, e)
+            log.error("controller failed to start: %s", e if isinstance(e, RuntimeError | OSError) else
+                      f"{type(e).__name__}: {e}")
             await ctl.stop()
             return 1
         stopper = asyncio.create_task(stop.wait(), name="stockade-signal")

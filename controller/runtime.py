@@ -229,7 +229,11 @@ async def make_api_client(settings: Settings) -> Any:
 
     cfg = client.Configuration()
     if settings.kubeconfig:
-        await config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)
+        try:
+            await config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)
+        except Exception as e:
+            msg = " ".join(str(e).split())
+            raise RuntimeError(f"--kubeconfig {settings.kubeconfig}: not usable: {type(e).__name__}: {msg}") from e
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:

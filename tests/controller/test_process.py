@@ -99,3 +99,12 @@ async def test_bad_flags_exit_2(kubeconfig: str, args: list[str], msg: str) -> N
     out, _ = await asyncio.wait_for(p.communicate(), 20)
     assert p.returncode == 2
     assert msg in out.decode()
+
+
+async def test_unusable_kubeconfig_exits_1_naming_it(tmp_path: Any) -> None:
+    kc = tmp_path / "kc"
+    kc.write_text("not: [a kubeconfig\n")
+    p = await spawn("--kubeconfig", str(kc), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+    out, _ = await asyncio.wait_for(p.communicate(), 20)
+    assert p.returncode == 1
+    assert f"controller failed to start: --kubeconfig {kc}: not usable" in out.decode()
