@@ -227,8 +227,15 @@ def test_cleanup_daemonset_runs_the_agent_cleanup_once_per_node(rendered: dict[s
     assert spec["tolerations"] == [{"operator": "Exists"}]
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
-    mounts = {vm["mountPath"] for vm in ctr["volumeMounts"]}
-    assert "/run/xtables.lock" in mounts
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    host_mounts = {vm["mountPath"]: volumes[vm["name"]]["hostPath"]["path"] for vm in ctr["volumeMounts"]
+                   if "hostPath" in volumes[vm["name"]]}
+    assert host_mounts["/run/xtables.lock"] == "/run/xtables.lock"
+    # `agent cleanup` also removes the saved state, from its --state-dir
+    # (default /var/lib/stockade, as the agent DaemonSet uses).
+    words = script.split()
+    state_dir = words[words.index("--state-dir") + 1] if "--state-dir" in words else "/var/lib/stockade"
+    assert host_mounts.get(state_dir) == "/var/lib/stockade"
     # Ready means "this node is clean": the probe checks what the script writes last.
     probe = ctr["readinessProbe"]["exec"]["command"]
     marker = probe[-1]
