@@ -76,7 +76,9 @@ class DataplaneSettings:
     state is kept.  ``bridged``: pods sit on a Linux bridge (kubenet), so
     br_netfilter is checked.  ``settle``: a reconcile follows each change
     after this delay.  ``retry_min``/``retry_max``: backoff of failed
-    applies.  ``cut_conntrack``: delete entries on tightening."""
+    applies.  ``cut_conntrack``: delete entries on tightening.
+    ``command_timeout``: bound on every kernel command.  ``netns``: see
+    ``iptc_backend`` (the in-process backend cannot use a command prefix)."""
 
     backend: str = "auto"
     reconcile_period: float = 60.0
@@ -87,6 +89,7 @@ class DataplaneSettings:
     retry_max: float = 30.0
     cut_conntrack: bool = True
     command_timeout: float = 30.0
+    netns: str = ""  # python-iptables only: network namespace to write in (tests, benchmarks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class Dataplane:
         if det.flavour == "python-iptables":
             from .iptc_backend import IptcWriter
 
-            self._iptc = IptcWriter()
+            self._iptc = IptcWriter(netns=self.settings.netns or None)
         view = await read_view(self.kernel, self.tools, self.settings.command_timeout)
         self._believed = view
         try:

@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(90),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 FLAVOURS = [pytest.param("nft", id="nft"), pytest.param("legacy", id="legacy")]
+BACKENDS = [*FLAVOURS, pytest.param("python-iptables", id="python-iptables")]
 
 
 @pytest.fixture
@@ -53,10 +54,14 @@ def routed() -> Iterator[Lab]:
 def dataplane(lab: Lab, tmp: str, flavour: str = "nft", **kw: object) -> Dataplane:
     k = SubprocessKernel(("ip", "netns", "exec", lab.node))
     return Dataplane(k, DataplaneSettings(backend=flavour, state_dir=tmp, bridged=lab.mode == "bridged",
-                                          **kw))  # type: ignore[arg-type]
+                                          netns=lab.node, **kw))  # type: ignore[arg-type]
 
 
-def rich_state() -> NodeState:
+def saver(flavour: str) -> Tools:
+    return Tools("nft" if flavour == "nft" else "legacy")
+
+
+def rich_state(nflog_prefix: str = "stk drop \"x\"", odd_comment: str = "a'b\\c") -> NodeState:
     """Every rule feature the renderer knows, IPv4 and IPv6."""
     sets = {
         "stkip": IPSet("stkip", "hash:ip", "inet", frozenset({"198.18.0.2"}), counters=True),
@@ -72,8 +77,8 @@ def rich_state() -> NodeState:
         Rule("MARK", set_mark=(0x10000, 0x10000), in_iface="cbr0", out_iface="veth+", physdev_is_bridged=True),
         Rule("RETURN", mark=(0x10000, 0x10000, False), physdev_is_bridged=False),
         Rule("RETURN", mark=(0x1, 0xFFFFFFFF, True), proto="tcp", sets=(SetMatch("stknet", ("src",)),)),
-        Rule("NFLOG", nflog_group=5, nflog_prefix="stk drop \"x\"", limit="10/second"),
-        Rule("JUMP", target="STOCKADE-SUB", comment="a'b\\c"),
+        Rule("NFLOG", nflog_group=5, nflog_prefix=nflog_prefix, limit="10/second"),
+        Rule("JUMP", target="STOCKADE-SUB", comment=odd_comment),
         Rule("DROP", proto="tcp", dport=(1, 65535)),
     )
     v4 = FamilyState({"STOCKADE-FORWARD": Chain("STOCKADE-FORWARD", rules),
@@ -85,14 +90,14 @@ def rich_state() -> NodeState:
     return NodeState("n1", sets, v4, v6)
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("flavour", BACKENDS)
 async def test_rules_read_back_exactly(routed: Lab, tmp_path: object, flavour: str) -> None:
     dp = dataplane(routed, str(tmp_path), flavour)
     await dp.start()
-    st = rich_state()
+    st = rich_state("", "ns/x y") if flavour == "python-iptables" else rich_state()
     res = await dp.apply(st)
     assert res.ok, (res.error, res.failed_input)
-    view = await read_view(dp.kernel, Tools(flavour))  # type: ignore[arg-type]
+    view = await read_view(dp.kernel, saver(flavour))
     want = expected_view(st)
     for fam in ("inet", "inet6"):
         for name, rules in want.family(fam).chains.items():  # type: ignore[arg-type]
@@ -100,6 +105,14 @@ async def test_rules_read_back_exactly(routed: Lab, tmp_path: object, flavour: s
     assert view.sets == want.sets
     assert make_plan(st, view).is_empty()
     assert (await dp.reconcile()).writes == 0
+
+
+async def test_python_iptables_refuses_nflog_prefix(routed: Lab, tmp_path: object) -> None:
+    dp = dataplane(routed, str(tmp_path), "python-iptables")
+    await dp.start()
+    res = await dp.apply(rich_state())
+    assert not res.ok and "nflog-prefix" in res.error and res.failed_input.startswith("*filter")
+    assert "STOCKADE" not in routed.run(routed.node, "iptables-legacy-save").stdout  # nothing half-written
 
 
 async def test_bridge_nf_call_is_per_netns(bridged: Lab) -> None:
@@ -118,7 +131,7 @@ def _lab_state(lab: Lab, peers: set[int], proto: str = "tcp", port: int = 8080, 
                         peers=frozenset(lab.ips[i] for i in peers), proto=proto, port=(port, port))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("flavour", BACKENDS)
 @pytest.mark.parametrize("mode", ["bridged", "routed"])
 async def test_packets_follow_the_state(request: pytest.FixtureRequest, tmp_path: object, flavour: str,
                                         mode: str) -> None:
@@ -227,22 +240,22 @@ async def test_restart_has_no_open_window(bridged: Lab, tmp_path: object) -> Non
     assert tries > 2 and not leaks
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("flavour", BACKENDS)
 async def test_cleanup_leaves_other_tools_alone(routed: Lab, tmp_path: object, flavour: str) -> None:
     lab = routed
-    ipt = f"iptables-{flavour}"
+    ipt = f"iptables-{saver(flavour).flavour}"
     lab.run(lab.node, f"ipset create kube-keep hash:ip && ipset add kube-keep 203.0.113.5 && "
                       f"{ipt} -N KUBE-KEEP && {ipt} -A KUBE-KEEP -s 192.0.2.1 -j DROP && {ipt} -A FORWARD -j KUBE-KEEP && "
                       f"{ipt} -A INPUT -m set --match-set kube-keep src -j DROP")
     before = lab.run(lab.node, f"{ipt}-save -t filter | grep -v '^#'; ipset save kube-keep").stdout
     dp = dataplane(lab, str(tmp_path), flavour)
     await dp.start()
-    assert (await dp.apply(rich_state())).ok
+    assert (await dp.apply(rich_state("", "c") if flavour == "python-iptables" else rich_state())).ok
     summary = await cleanup(dp.kernel)
     assert not summary["errors"] and summary["sets"] == 4 and summary["chains"] == 3
     after = lab.run(lab.node, f"{ipt}-save -t filter | grep -v '^#'; ipset save kube-keep").stdout
     assert after == before
-    assert "STOCKADE" not in lab.run(lab.node, f"ip6tables-{flavour}-save").stdout
+    assert "STOCKADE" not in lab.run(lab.node, f"ip6tables-{saver(flavour).flavour}-save").stdout
     assert [n for n in lab.run(lab.node, "ipset list -n").stdout.split() if n.startswith("stk")] == []
 
 
