@@ -125,7 +125,14 @@ def method_not_allowed(method: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type!r})")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types include: application/json, "
+        f"application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, "
+        f"and application/vnd.kubernetes.protobuf for Namespace, ConfigMap, Secret and ServiceAccount "
+        f"(got {content_type})",
+    )
 
 
 def internal_error(message: str) -> ApiError:

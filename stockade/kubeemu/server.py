@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from stockade.kubeemu import discovery, errors, patch, table
+from stockade.kubeemu import discovery, errors, patch, protobuf, table
 from stockade.kubeemu.errors import JSON, ApiError
 from stockade.kubeemu.faults import BAD_GATEWAY_HTML, Faults
 from stockade.kubeemu.resources import ResourceType
@@ -136,6 +136,8 @@ def resolve(store: Store, target: Target, body: JSON | None = None) -> ResourceT
 
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
+    if request.content_type == protobuf.MEDIA_TYPE:
+        return protobuf.decode_object(raw)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

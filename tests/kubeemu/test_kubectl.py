@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from stockade.kubeemu import KubeEmulator
+from tests.kubeemu.conftest import pod
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -149,3 +150,24 @@ async def test_label_and_delete(emu: KubeEmulator, kubectl: Kubectl) -> None:
     assert emu.store.list("pods", "shop")[0] == [] and emu.store.list("deployments")[0] == []
     err = await kubectl("get", "namespace", "shop", ok=False)
     assert 'namespaces "shop" not found' in err
+
+
+async def test_typed_create_commands_send_protobuf(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    assert await kubectl("create", "namespace", "lab") == "namespace/lab created\n"
+    await kubectl("create", "configmap", "cfg", "-n", "lab", "--from-literal=a=b")
+    await kubectl("create", "secret", "generic", "s", "-n", "lab", "--from-literal=x=y")
+    await kubectl("create", "serviceaccount", "sa", "-n", "lab")
+    assert emu.store.get("namespaces", "lab")["metadata"]["labels"] == {"kubernetes.io/metadata.name": "lab"}
+    assert emu.store.get("configmaps", "cfg", "lab")["data"] == {"a": "b"}
+    assert emu.store.get("secrets", "s", "lab")["data"] == {"x": "eQ=="}
+    assert emu.store.get("serviceaccounts", "sa", "lab")["metadata"]["namespace"] == "lab"
+    err = await kubectl("create", "deployment", "d", "-n", "lab", "--image=nginx", ok=False)
+    assert "unknown format" in err and "Deployment" in err
+
+
+async def test_get_pods_wide(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    emu.store.create("pods", pod("web", ip="10.1.2.3", node="node-7"), "default")
+    out = await kubectl("get", "pods", "-A", "-o", "wide")
+    header, row = out.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "STATUS", "IP", "NODE", "AGE"]
+    assert row.split()[:5] == ["default", "web", "Running", "10.1.2.3", "node-7"]
