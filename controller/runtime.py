@@ -340,14 +340,22 @@ class Controller:
     def is_ready(self) -> bool:
         return self.writer is not None and self.writer.ready
 
-    def _values(self, kind: str) -> dict[str, object]:
+    def _cached(self, kind: str, key: str) -> object | None:
         w = self.watchers.get(kind)
-        return {} if w is None else {k: c.value for k, c in w.cache.items()}
+        c = None if w is None else w.cache.get(key)
+        return None if c is None else c.value
+
+    def _count(self, kind: str) -> int:
+        w = self.watchers.get(kind)
+        return 0 if w is None else len(w.cache)
 
     def status(self) -> dict[str, Any]:
+        """Everything the status page shows, as JSON.  Cost is O(nodes +
+        policies): per-policy member lists are only in :meth:`policy`."""
         assert self.writer is not None
         dist = {n["node"]: n for n in self.distributor.nodes_status()}
-        in_cluster = set(self._values("Node"))
+        node_w = self.watchers.get("Node")
+        in_cluster = set(node_w.cache) if node_w is not None else set()
         nodes = []
         for name in sorted(set(dist) | in_cluster):
             row = dict(dist.get(name) or {"node": name, "connected": False, "replica": "",
@@ -356,8 +364,10 @@ class Controller:
                                           "drift_repairs": 0})
             row["in_cluster"] = name in in_cluster
             nodes.append(row)
-        policies = [self.policy(key) or {"key": key} for key in sorted(self._values("NetworkPolicy"))]
-        invalid = sum(1 for p in policies if not p.get("valid", True))
+        policies = [{"key": p.key, "valid": p.valid, "errors": list(p.errors),
+                     "pods_selected": p.selected, "nodes_spanned": p.nodes}
+                    for p in self.writer.engine.policies()]
+        invalid = sum(1 for p in policies if not p["valid"])
         return {
             "replica": self.settings.replica_id,
             "ready": self.is_ready(),
@@ -366,8 +376,8 @@ class Controller:
                 "nodes": len(in_cluster),
                 "agents_connected": sum(1 for n in nodes if n.get("connected")),
                 "agents_in_sync": sum(1 for n in nodes if n.get("in_sync")),
-                "namespaces": len(self._values("Namespace")),
-                "pods": len(self._values("Pod")),
+                "namespaces": self._count("Namespace"),
+                "pods": self._count("Pod"),
                 "policies": len(policies),
                 "invalid_policies": invalid,
             },
@@ -390,7 +400,8 @@ class Controller:
         return node_state_json(state, version)
 
     def policy(self, key: str) -> dict[str, Any] | None:
-        v = self._values("NetworkPolicy").get(key)
+        """One policy: validation errors, or the pods it selects and the nodes it spans."""
+        v = self._cached("NetworkPolicy", key)
         if v is None:
             return None
         if isinstance(v, InvalidPolicy):

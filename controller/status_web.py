@@ -28,7 +28,7 @@ import json
 import logging
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol
 
@@ -144,6 +144,9 @@ def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
             agent += " " + _badge(in_sync, "in sync", "behind", warn=True)
         if not n.get("in_cluster", True):
             agent += ' <span class="badge warn">not in cluster</span>'
+        failing = [str(c.get("name", "?")) for c in n.get("host_checks") or [] if not c.get("ok", True)]
+        if failing:
+            agent += f' <span class="badge warn" title="host checks failing">check: {_e(", ".join(failing))}</span>'
         err = n.get("last_error") or ""
         node_rows.append(
             f'<tr{cls} data-node="{_e(n.get("node"))}"><td><a href="/api/v1/nodes/{_e(n.get("node"))}">'
@@ -161,12 +164,11 @@ def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
         errs = p.get("errors") or []
         cls = "" if valid else ' class="invalid"'
         key = str(p.get("key", ""))
-        nodes = p.get("nodes")
-        nodes_txt = ", ".join(str(x) for x in nodes) if isinstance(nodes, Sequence) and not isinstance(nodes, str) else nodes
         pol_rows.append(
             f'<tr{cls} data-policy="{_e(key)}"><td><a href="/api/v1/policies/{_e(key)}">{_e(key)}</a></td>'
             f'<td>{_badge(valid, "enforced", "INVALID: not enforced")}</td>'
-            f'<td>{_e(p.get("pods_selected", "-") if valid else "-")}</td><td>{_e(nodes_txt or "-") if valid else "-"}</td>'
+            f'<td>{_e(p.get("pods_selected", "-")) if valid else "-"}</td>'
+            f'<td>{_e(p.get("nodes_spanned", "-")) if valid else "-"}</td>'
             f'<td class="err">{"<br>".join(_e(x) for x in errs)}</td></tr>')
     if not pol_rows:
         pol_rows.append('<tr><td colspan="5" class="muted">no NetworkPolicies</td></tr>')
@@ -179,7 +181,13 @@ def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
             f'<td>{_e(w.get("restarts"))}</td><td>{_e(w.get("relists"))}</td><td>{_e(w.get("errors"))}</td>'
             f'<td class="err">{_e(w.get("last_error"))}</td></tr>')
     ready = bool(st.get("ready"))
-    return tmpl.substitute(
+    w = st.get("writer") or {}
+    d = st.get("distributor") or {}
+    pipeline = (f'writer: {_e(w.get("batches", 0))} batches, {_e(w.get("changes", 0))} changes, '
+                f'{_e(w.get("queued", 0))} queued, last publish {_ago(w.get("last_publish_unix"), now)}'
+                f' &middot; sent: {_e(d.get("snapshots_sent", 0))} snapshots, {_e(d.get("deltas_sent", 0))} deltas, '
+                f'{_e(d.get("in_syncs_sent", 0))} in-sync')
+    return tmpl.substitute(pipeline=pipeline,
         refresh=REFRESH_SECONDS, replica=_e(st.get("replica")),
         ready_badge=_badge(ready, "READY", "NOT READY (waiting for the first list of every kind)"),
         generated=_e(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))),

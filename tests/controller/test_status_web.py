@@ -40,14 +40,16 @@ STATUS: dict[str, Any] = {
     "nodes": [
         {"node": "node-a", "connected": True, "in_sync": True, "replica": "rep-1", "desired_version": 4,
          "applied_version": 4, "lag": 0, "last_apply_unix": 1000.0, "last_apply_seconds": 0.012,
-         "drift_repairs": 3, "last_error": ""},
+         "drift_repairs": 3, "last_error": "", "host_checks": [{"name": "br_netfilter", "ok": False}]},
         {"node": "node-b", "connected": False, "replica": "", "desired_version": 2, "applied_version": 0,
          "lag": 2, "last_apply_unix": 0, "drift_repairs": 0, "last_error": "iptables-restore: line 3 failed"},
     ],
     "policies": [
-        {"key": "shop/allow-web", "valid": True, "pods_selected": 5, "nodes": ["node-a"], "errors": []},
+        {"key": "shop/allow-web", "valid": True, "pods_selected": 5, "nodes_spanned": 1, "errors": []},
         {"key": "shop/broken", "valid": False, "errors": ["spec.ingres: unknown field <b>"]},
     ],
+    "writer": {"batches": 7, "changes": 31, "queued": 0, "last_publish_unix": 1005.0},
+    "distributor": {"snapshots_sent": 2, "deltas_sent": 5, "in_syncs_sent": 1},
     "watches": [{"kind": "Pod", "listed": True, "connected": True, "objects": 7, "resource_version": "42",
                  "restarts": 1, "relists": 0, "errors": 0, "last_error": ""}],
 }
@@ -57,7 +59,8 @@ def test_page_shows_nodes_policies_errors_escaped() -> None:
     page = render_page(STATUS, now=1010.0)
     for text in ("node-a", "node-b", "not connected", "in sync", "10s ago", "12.0 ms",
                  "iptables-restore: line 3 failed", "shop/allow-web", "shop/broken",
-                 "INVALID: not enforced", "READY", 'http-equiv="refresh"'):
+                 "INVALID: not enforced", "READY", 'http-equiv="refresh"', "check: br_netfilter",
+                 "7 batches, 31 changes", "last publish 5s ago", "5 deltas"):
         assert text in page, text
     assert "unknown field &lt;b&gt;" in page and "unknown field <b>" not in page
     assert "rep-&lt;1&gt;" in page
