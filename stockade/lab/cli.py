@@ -85,8 +85,11 @@ def main(argv: list[str]) -> int:
     r = sub.add_parser("run", help="run cases in a lab; print the result document")
     r.add_argument("cases", nargs="+", metavar="CASE_OR_DIR")
     r.add_argument("--mode", choices=("bridged", "routed"), default="bridged")
-    r.add_argument("--probe-timeout", type=float, default=1.5, help="seconds before a probe counts as denied")
-    r.add_argument("--keep-logs", action="store_true", help="keep process logs under /run/stockade-lab")
+    r.add_argument("--probe-timeout", type=float, default=1.0, help="seconds before a probe counts as denied")
+    r.add_argument("--keep-logs", action="store_true", help="copy process logs to /tmp/stockade-lab-logs/RUNID")
+    r.add_argument("--isolate", action="store_true",
+                   help="a fresh lab and pipeline for every case (default: cases with the same nodes and "
+                        "outside hosts share one, emptied between cases)")
     u = sub.add_parser("up", help="build a bare lab and wait (Ctrl-C tears it down)")
     u.add_argument("--nodes", type=int, default=2)
     u.add_argument("--mode", choices=("bridged", "routed"), default="bridged")
@@ -111,7 +114,8 @@ def main(argv: list[str]) -> int:
     from stockade.lab.runner import run_paths
 
     try:
-        return run_cancellable(lambda: run_paths(args.cases, args.mode, args.probe_timeout, args.keep_logs))
+        return run_cancellable(lambda: run_paths(args.cases, args.mode, args.probe_timeout, args.keep_logs,
+                                                    args.isolate))
     except asyncio.CancelledError:
         print("stockade lab run: interrupted; lab torn down", file=sys.stderr)
         return 130

@@ -7,8 +7,13 @@ API, start the emulator, controller and agents (``pipeline.Pipeline``),
 then per stage: write the stage's objects to the emulator in order (a new
 pod is wired first, a deleted pod is unwired after its deletion), wait for
 the agents' acknowledgement of the result, and run the stage's probes
-concurrently (``prober``).  The lab is torn down after every case, also on
-failure and on Ctrl-C/SIGTERM (the CLI turns those into cancellation).
+concurrently (``prober``).  Consecutive cases with the same nodes and
+outside hosts share one lab and pipeline (a :class:`Session`): the previous
+case's objects are deleted, and the deletion acknowledged, before the next
+case starts; ``--isolate`` gives every case its own.  A case whose lab
+breaks gets a fresh one for the cases after it.  Every lab is torn down at
+the end, also on failure and on Ctrl-C/SIGTERM (the CLI turns those into
+cancellation).
 
 Output: the result document of ``shared/cases/FORMAT.md`` with mode
 ``lab`` on stdout; progress on stderr.  Exit 0 all probes matched, 1 some
@@ -81,52 +86,98 @@ async def apply_ops(lab: Lab, pipe: Pipeline, ops: Iterable[ObjectOp]) -> dict[s
     return seen
 
 
-class CaseRun:
-    """One case in one lab; :meth:`run` returns its results."""
+class Session:
+    """One lab and pipeline running cases one after another.
 
-    def __init__(self, case: Case, stages: list[Stage], mode: Mode = "bridged",
+    Cases of a session share the node count and their outside hosts (same
+    name, same address).  Between cases every policy, pod and namespace
+    (but ``default``) of the previous case is deleted and the deletion
+    acknowledged by the agents, so each case starts from an empty cluster,
+    without paying for new processes.  ``policies`` holds (namespace, name)
+    and ``namespaces`` the names written by the current case.
+    """
+
+    def __init__(self, group: list[tuple[Case, list[Stage]]], mode: Mode = "bridged",
                  probe_timeout: float = 1.5) -> None:
-        self.case, self.stages = case, stages
-        self.lab = Lab(case.nodes, mode, tuple(External(x.name, x.ip) for x in case.external),
+        self.group = group
+        ext: dict[str, str] = {}
+        for c, _ in group:
+            for x in c.external:
+                ext.setdefault(x.name, x.ip)
+        self.lab = Lab(group[0][0].nodes, mode, tuple(External(n, ip) for n, ip in ext.items()),
                        probe_timeout=probe_timeout)
         self.pipe = Pipeline(self.lab)
+        self.started = False
+        self.policies: set[tuple[str, str]] = set()
+        self.namespaces: set[str] = set()
 
-    async def setup(self) -> None:
+    async def _wire(self, stages: list[Stage]) -> None:
+        first = [op.obj for op in stages[0].ops if op.kind == "Pod" and op.obj is not None]
+        await asyncio.gather(*(self.lab.add_pod(*pod_wiring(obj)) for obj in first))
+
+    async def start(self, stages: list[Stage]) -> None:
+        """Build the lab, serve every outside port of the group, wire the
+        first case's pods, start the pipeline."""
         await self.lab.up()
-        await asyncio.gather(*(self.lab.serve_external(name, ports)
-                               for name, ports in external_ports(self.case, self.stages).items()))
-        first = [op for op in self.stages[0].ops if op.kind == "Pod" and op.obj is not None]
-        await asyncio.gather(*(self.lab.add_pod(*pod_wiring(op.obj)) for op in first if op.obj))
+        ports: dict[str, set[tuple[int, str]]] = {}
+        for c, st in self.group:
+            for name, ps in external_ports(c, st).items():
+                ports.setdefault(name, set()).update(ps)
+        await asyncio.gather(*(self.lab.serve_external(n, sorted(p)) for n, p in ports.items()))
+        await self._wire(stages)
         await self.pipe.start()
+        self.started = True
 
     async def apply(self, ops: Iterable[ObjectOp]) -> dict[str, int]:
-        return await apply_ops(self.lab, self.pipe, ops)
+        ops = list(ops)
+        seen = await apply_ops(self.lab, self.pipe, ops)
+        for op in ops:
+            if op.kind == "NetworkPolicy":
+                (self.policies.discard if op.is_delete else self.policies.add)((op.namespace, op.name))
+            elif op.kind == "Namespace":
+                (self.namespaces.discard if op.is_delete else self.namespaces.add)(op.name)
+        return seen
+
+    async def clear(self) -> None:
+        """Delete the previous case's objects and wait for the agents."""
+        ops = [ObjectOp("NetworkPolicy", ns, name, None) for ns, name in sorted(self.policies)]
+        ops += [ObjectOp("Pod", k.split("/", 1)[0], k.split("/", 1)[1], None) for k in sorted(self.lab.pods)]
+        ops += [ObjectOp("Namespace", "", ns, None) for ns in sorted(self.namespaces) if ns != "default"]
+        seen = await self.pipe.write(ops)  # all deletions first, then the pods unwired side by side
+        self.policies.clear()
+        self.namespaces.clear()
+        await asyncio.gather(*(self.lab.remove_pod(k) for k in list(self.lab.pods)))
+        await self.pipe.wait_converged(seen)
 
     async def probe(self, stage: Stage) -> list[ProbeResult]:
         outs = await self.lab.prober.probe_all([self.lab.probe_of(p.src, p.dst, p.port, p.protocol)
                                                 for p in stage.probes])
         return [result(stage.step, p, o) for p, o in zip(stage.probes, outs, strict=True)]
 
-    async def run(self) -> CaseResult:
-        res = CaseResult(self.case.name)
+    async def run_case(self, case: Case, stages: list[Stage]) -> CaseResult:
+        """Run one case; a lab failure makes every remaining probe an error
+        and is raised again (as :class:`LabFailure`) after the results."""
+        res = CaseResult(case.name)
         done = 0
+        t0 = time.monotonic()
         try:
-            t0 = time.monotonic()
-            await self.setup()
-            for stage in self.stages:
+            if not self.started:
+                await self.start(stages)
+            else:
+                await self.clear()
+                await self._wire(stages)
+            for stage in stages:
                 seen = await self.apply(stage.ops)
                 await self.pipe.wait_converged(seen)
                 res.results += await self.probe(stage)
                 done += 1
-            log(f"  {self.case.name}: {res.passed} passed, {res.failed} failed "
-                f"({time.monotonic() - t0:.1f} s)")
-        except (TimeoutError, Exception) as e:  # the lab failed: every remaining probe is an error
+        except Exception as e:  # the lab failed: every remaining probe is an error
             why = f"lab failure: {type(e).__name__}: {e}"
-            log(f"  {self.case.name}: {why}")
-            for stage in self.stages[done:]:
+            log(f"  {case.name}: {why}")
+            for stage in stages[done:]:
                 res.results += [ProbeResult(stage.step, p, "deny", why) for p in stage.probes]
-        finally:
-            await self.close()
+            raise LabFailure(res) from e
+        log(f"  {case.name}: {res.passed} passed, {res.failed} failed ({time.monotonic() - t0:.1f} s)")
         return res
 
     async def close(self) -> None:
@@ -136,6 +187,55 @@ class CaseRun:
             await self.lab.down()
 
 
+class LabFailure(Exception):
+    """A case's lab broke; ``result`` holds its results (remaining probes as errors)."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.name)
+        self.result = result
+
+
+class CaseRun(Session):
+    """One case in a lab of its own; :meth:`run` returns its results."""
+
+    def __init__(self, case: Case, stages: list[Stage], mode: Mode = "bridged",
+                 probe_timeout: float = 1.5) -> None:
+        super().__init__([(case, stages)], mode, probe_timeout)
+        self.case, self.stages = case, stages
+
+    async def setup(self) -> None:
+        await self.start(self.stages)
+
+    async def run(self) -> CaseResult:
+        try:
+            return await self.run_case(self.case, self.stages)
+        except LabFailure as e:
+            return e.result
+        finally:
+            await self.close()
+
+
+def groups(planned: list[tuple[Case, list[Stage]]], isolate: bool) -> list[list[tuple[Case, list[Stage]]]]:
+    """Consecutive cases that can share a lab: same node count, outside
+    hosts that agree on names and addresses."""
+    out: list[list[tuple[Case, list[Stage]]]] = []
+    names: dict[str, str] = {}
+    for item in planned:
+        case = item[0]
+        fits = bool(out) and not isolate and out[-1][0][0].nodes == case.nodes
+        mine = {x.name: x.ip for x in case.external}
+        if fits:
+            ips = {ip: n for n, ip in names.items()}
+            fits = all(names.get(n, ip) == ip and ips.get(ip, n) == n for n, ip in mine.items())
+        if fits:
+            out[-1].append(item)
+            names.update(mine)
+        else:
+            out.append([item])
+            names = dict(mine)
+    return out
+
+
 def result(step: str | None, probe: cases.Probe, o: Outcome) -> ProbeResult:
     if o.observed is None:
         return ProbeResult(step, probe, "deny", o.error or "probe failed")
@@ -143,7 +243,7 @@ def result(step: str | None, probe: cases.Probe, o: Outcome) -> ProbeResult:
 
 
 async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: float = 1.5,
-                    keep_logs: bool = False) -> int:
+                    keep_logs: bool = False, isolate: bool = False) -> int:
     unusable = False
     planned: list[tuple[Case, list[Stage]]] = []
     for item in cases.load_each(paths):
@@ -158,11 +258,22 @@ async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: floa
             unusable = True
     results: list[CaseResult] = []
     t0 = time.monotonic()
-    for i, (case, stages) in enumerate(planned):
-        log(f"[{i + 1}/{len(planned)}] {case.name} ({case.nodes} nodes, {mode})")
-        run = CaseRun(case, stages, mode, probe_timeout)  # type: ignore[arg-type]
-        run.lab.keep_logs = keep_logs
-        results.append(await run.run())
+    n = 0
+    for group in groups(planned, isolate):
+        pending = list(group)
+        while pending:
+            session = Session(pending, mode, probe_timeout)  # type: ignore[arg-type]
+            session.lab.keep_logs = keep_logs
+            try:
+                while pending:
+                    case, stages = pending.pop(0)
+                    n += 1
+                    log(f"[{n}/{len(planned)}] {case.name} ({case.nodes} nodes, {mode})")
+                    results.append(await session.run_case(case, stages))
+            except LabFailure as e:
+                results.append(e.result)  # the next cases get a fresh lab
+            finally:
+                await session.close()
     doc = cases.result_document("lab", results)
     cases.write_result(doc, sys.stdout)
     log(f"lab run: {doc['passed']} passed, {doc['failed']} failed, {len(planned)} cases "
