@@ -36,6 +36,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from controller import naming
 from controller.label_index import ALL_PODS, GroupSpec, group_id
@@ -109,6 +110,7 @@ def peer_spec(namespace: str, peer: Peer) -> GroupSpec:
     return GroupSpec(None, peer.namespace_selector, peer.pod_selector or SELECT_ALL)
 
 
+@lru_cache(maxsize=65536)
 def block_family(block: IPBlock) -> Family:
     return "inet" if ipaddress.ip_network(block.cidr, strict=False).version == 4 else "inet6"
 
@@ -117,7 +119,8 @@ def _net_text(n: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
 
 
-def block_set(block: IPBlock, comment: str) -> IPSet:
+@lru_cache(maxsize=65536)
+def block_set(block: IPBlock) -> IPSet:
     """The ``hash:net`` set of one ipBlock: the cidr (a /0 as two /1), the
     excepts as ``nomatch``.  An except equal to a member removes it."""
     net = ipaddress.ip_network(block.cidr, strict=False)
@@ -136,6 +139,7 @@ def block_set(block: IPBlock, comment: str) -> IPSet:
     key = json.dumps([block.cidr, list(block.excepts)], separators=(",", ":"))
     if not members:
         nomatch.clear()
+    comment = f"ipBlock {block.cidr}" + (f" except {','.join(block.excepts)}" if block.excepts else "")
     return IPSet(naming.set_name(naming.NET, fam, key), "hash:net", fam, frozenset(members), frozenset(nomatch),
                  comment=comment)
 
@@ -183,8 +187,7 @@ class _Builder:
                 if peer.ip_block is not None:
                     if block_family(peer.ip_block) != fam:
                         continue
-                    s = block_set(peer.ip_block, f"ipBlock {peer.ip_block.cidr}"
-                                  + (f" except {','.join(peer.ip_block.excepts)}" if peer.ip_block.excepts else ""))
+                    s = block_set(peer.ip_block)
                     self.static[s.name] = s
                     peers.append((SetMatch(s.name, (peer_dir,)), self.target if ingress else ""))
                 else:
