@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import os
@@ -44,7 +45,12 @@ T = TypeVar("T")
 
 
 def out(text: str = "") -> None:
-    print(text, flush=True)
+    """Print a display line; a closed stdout (``| head``) must never stop
+    the teardown, so write errors are ignored."""
+    try:
+        print(text, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
 
 
 async def with_progress(label: str, work: Awaitable[T]) -> T:
@@ -59,13 +65,15 @@ async def with_progress(label: str, work: Awaitable[T]) -> T:
         out(f"  … {label}")
     while not task.done():
         if tty:
-            sys.stdout.write(f"\r  {frames[i % len(frames)]} {label} {time.monotonic() - t0:5.2f} s")
-            sys.stdout.flush()
+            with contextlib.suppress(OSError):
+                sys.stdout.write(f"\r  {frames[i % len(frames)]} {label} {time.monotonic() - t0:5.2f} s")
+                sys.stdout.flush()
             i += 1
         await asyncio.wait([task], timeout=0.1)
     took = time.monotonic() - t0
     if tty:
-        sys.stdout.write("\r\033[K")
+        with contextlib.suppress(OSError):
+            sys.stdout.write("\r\033[K")
     ok = not task.cancelled() and task.exception() is None
     out(f"  {'✔' if ok else '✘'} {label} ({took:.2f} s)")
     return task.result()
@@ -234,6 +242,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         out("stockade demo: no recipe matched")
         return 2
     demo = Demo(recipes, args.nodes, args.mode, args.probe_timeout)
+    demo.lab.keep_logs = args.keep_logs
     try:
         status, _api, kc = await demo.start(args.status_port, args.api_port)
         for n, r in enumerate(recipes, 1):
@@ -274,6 +283,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--recipes", metavar="DIR", help="case folder (default: the packaged recipes)")
     ap.add_argument("--only", metavar="TEXT", help="only recipes whose name contains TEXT")
     ap.add_argument("--probe-timeout", type=float, default=1.0)
+    ap.add_argument("--keep-logs", action="store_true", help="copy process logs to /tmp/stockade-lab-logs/RUNID")
     ap.add_argument("--status-port", type=int, default=processes.CONTROLLER_HTTP,
                     help="127.0.0.1 port for the status page (default 7701; any free port if taken)")
     ap.add_argument("--api-port", type=int, default=processes.EMULATOR_PORT,

@@ -195,6 +195,24 @@ class Pipeline:
         await self.start_controller()
         await asyncio.gather(*(self.start_agent(i) for i in range(lab.nodes)))
 
+    async def wait_listening(self, port: int, timeout: float = 20.0) -> None:
+        """Until something accepts TCP on the control address ``port``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._check_alive()
+            s = await self.lab.socks.socket(self.lab.plan.control_ns)
+            try:
+                async with asyncio.timeout(1.0):
+                    await loop.sock_connect(s, (CONTROL_IP, port))
+                return
+            except (OSError, TimeoutError):
+                if loop.time() > deadline:
+                    raise PipelineError(f"nothing listens on {CONTROL_IP}:{port} after {timeout:.0f} s") from None
+                await asyncio.sleep(POLL * 2)
+            finally:
+                s.close()
+
     async def forward(self, port: int, listen_port: int = 0, host: str = CONTROL_IP) -> PortForward:
         pf = await PortForward(self.lab.socks, self.lab.plan.control_ns, host, port,
                                listen_port=listen_port).start()
@@ -202,8 +220,11 @@ class Pipeline:
         return pf
 
     async def start_controller(self) -> None:
+        """Start the controller; return once its gRPC port accepts (so the
+        agents never start in a reconnect backoff)."""
         self.controller = await self.lab.start_process(
             "controller", self.lab.plan.control_ns, processes.controller_argv(self.kubeconfig_path, CONTROL_IP))
+        await self.wait_listening(processes.CONTROLLER_GRPC)
 
     async def start_agent(self, i: int) -> None:
         state_dir = os.path.join(self.workdir, f"agent-{node_name(i)}")

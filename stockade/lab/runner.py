@@ -42,7 +42,10 @@ from stockade.lab.topology import External, Mode
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    try:
+        print(msg, file=sys.stderr, flush=True)
+    except OSError:  # a closed stderr must not stop a run or its teardown
+        pass
 
 
 def pod_wiring(obj: dict[str, Any]) -> tuple[str, int, str, bool, list[tuple[int, str]]]:
