@@ -39,18 +39,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stockade.state import FAMILIES, Family, NodeState, StateError, count, digest, validate
+from stockade.state import (
+    FAMILIES,
+    SET_TYPES,
+    Chain,
+    Family,
+    FamilyState,
+    IPSet,
+    NodeState,
+    StateError,
+    check_member,
+    count,
+    validate,
+)
+from stockade.wire.digest import DigestCache
 
 from . import conntrack, hostcheck, state_store
 from . import plan as planmod
 from .backend_detect import resolve
 from .kernel import CmdResult, Kernel, Tools
 from .kernel_read import KernelView, ParseError, parse_ipset_save, parse_iptables_save
-from .restore_builder import FamilyWrite, expected_view, iptables_restore_text
+from .restore_builder import FamilyWrite, RenderCache, expected_view, iptables_restore_text
 
 log = logging.getLogger("stockade.agent.dataplane")
 
@@ -117,12 +131,67 @@ class ApplyError(Exception):
         self.stdin = stdin
 
 
-def validate_incoming(state: NodeState) -> None:
+def _member_ok_fast(s: IPSet, m: str) -> bool:
+    """The common case (canonical IPv4 address in a hash:ip set) at C speed;
+    False means "ask check_member", not "invalid"."""
+    if s.type != "hash:ip" or s.family != "inet":
+        return False
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, m)) == m
+    except OSError:
+        return False
+
+
+def _refs(chain: Chain) -> tuple[frozenset[str], frozenset[str]]:
+    """(sets, jump targets) a chain's rules name."""
+    return (frozenset(sm.set for r in chain.rules for sm in r.sets),
+            frozenset(r.target for r in chain.rules if r.action == "JUMP"))
+
+
+def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
     """Raise StateError naming what is wrong (unknown set, bad member,
-    unknown family, ...).  Called by ``apply`` too."""
+    unknown family, ...).  Called by ``apply`` too.
+
+    ``known``: a state that passed before.  Members its sets already had
+    and chains it had (same objects, naming sets whose header did not
+    change and chains that still exist) are not checked again, so a
+    one-member change of a 50,000-member state checks one member."""
     if not isinstance(state, NodeState):
         raise StateError(f"expected a NodeState, got {type(state).__name__}")
-    validate(state)
+    ksets = known.sets if known is not None else {}
+    light: dict[str, IPSet] = {}
+    for name, s in state.sets.items():
+        k = ksets.get(name)
+        if k is s:
+            fresh_m, fresh_n = frozenset[str](), frozenset[str]()
+        elif k is not None and k.header() == s.header() and k.type == s.type and k.name == s.name:
+            fresh_m, fresh_n = s.members - k.members, s.nomatch - k.nomatch
+        else:
+            fresh_m, fresh_n = s.members, s.nomatch
+        if s.type not in SET_TYPES or s.family not in FAMILIES:
+            light[name] = s  # validate() names the problem
+            continue
+        for m in fresh_m:
+            if not _member_ok_fast(s, m):
+                check_member(s, m, f"sets[{name!r}].members")
+        for m in fresh_n:
+            check_member(s, m, f"sets[{name!r}].nomatch")
+        keep = not (s.members or s.nomatch) or (s.nomatch and s.type != "hash:net")
+        light[name] = s if keep else IPSet(s.name, s.type, s.family, frozenset(), frozenset(), s.counters, s.comment)
+    fams: list[FamilyState] = []
+    for fam in FAMILIES:
+        fs = state.family(fam)
+        kchains = known.family(fam).chains if known is not None else {}
+        chains: dict[str, Chain] = {}
+        for cname, ch in fs.chains.items():
+            if kchains.get(cname) is ch:
+                sets, targets = _refs(ch)
+                if all(n in state.sets and ksets.get(n) is not None and state.sets[n].header() == ksets[n].header()
+                       and state.sets[n].type == ksets[n].type for n in sets) and targets <= fs.chains.keys():
+                    ch = Chain(cname, ())  # checked when it arrived; what it names is unchanged
+            chains[cname] = ch
+        fams.append(FamilyState(chains, fs.hooks))
+    validate(NodeState(state.node, light, fams[0], fams[1]))
 
 
 async def read_view(kernel: Kernel, tools: Tools, timeout: float = 30.0) -> KernelView:
@@ -156,6 +225,12 @@ class Dataplane:
         self._changed = asyncio.Event()
         self._backoff = settings.retry_min
         self._iptc: Any = None
+        self._dcache = DigestCache()
+        self._render = RenderCache()
+        self._dmemo: list[tuple[NodeState, str]] = []  # the last few (state, digest), by identity
+        self._validated: NodeState | None = None  # the last state that passed validation
+        self._persist_task: asyncio.Task[None] | None = None
+        self._persist_next: NodeState | None = None
         self.stats: dict[str, Any] = {
             "applies": 0, "apply_failures": 0, "reconciles": 0, "drift_repairs": 0,
             "kernel_writes": 0, "conntrack_cuts": 0, "last_apply_time": 0.0, "last_apply_seconds": 0.0,
@@ -182,7 +257,7 @@ class Dataplane:
             saved = None
         if saved is not None and planmod.make_plan(saved, view).is_empty():
             self._desired = saved
-            self.stats["adopted"] = "kernel matches the saved state " + digest(saved)[:12]
+            self.stats["adopted"] = "kernel matches the saved state " + self._digest(saved)[:12]
         elif saved is not None:
             self.stats["adopted"] = "kernel differs from the saved state; kept as is until the first state"
         else:
@@ -193,14 +268,24 @@ class Dataplane:
                 "applied_digest": self.applied_digest,
                 "kernel": {"sets": len(view.sets), "chains": len(view.v4.chains) + len(view.v6.chains)}}
 
+    def _digest(self, state: NodeState) -> str:
+        for st, d in self._dmemo:
+            if st is state:
+                return d
+        d = self._dcache.digest(state, evict=False)
+        self._dmemo = [(state, d), *self._dmemo[:3]]
+        self._dcache.retain(st for st, _ in self._dmemo)
+        return d
+
     @property
     def applied_digest(self) -> str:
-        return digest(self._desired) if self._desired is not None else ""
+        return self._digest(self._desired) if self._desired is not None else ""
 
     # ------------------------------------------------------------------ apply
     async def apply(self, state: NodeState) -> ApplyResult:
         try:
-            validate_incoming(state)
+            validate_incoming(state, self._validated)
+            self._validated = state
         except StateError as e:
             self.stats["last_error"] = f"rejected invalid state: {e}"
             log.error("rejected an invalid desired state (last good state kept): %s", e)
@@ -231,14 +316,14 @@ class Dataplane:
         try:
             if fresh_read or self._believed is None:
                 self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout)
-            plan = planmod.make_plan(state, self._believed)
+            plan = planmod.make_plan(state, self._believed, self._render)
         except ParseError as e:
             return self._failed(state, str(e), "", 0, t0)
         if plan.is_empty():
             self._succeeded(state)
-            return ApplyResult(True, seconds=time.perf_counter() - t0, counts=count(state), digest=digest(state))
+            return ApplyResult(True, seconds=time.perf_counter() - t0, counts=count(state), digest=self._digest(state))
         repairing = fresh_read and self._pending is None and self._desired is not None \
-            and digest(self._desired) == digest(state)
+            and self._digest(self._desired) == self._digest(state)
         summary = plan.summary()
         writes = 0
         try:
@@ -248,17 +333,14 @@ class Dataplane:
         seconds = time.perf_counter() - t0
         self.stats["kernel_writes"] += writes
         old = self._desired
-        self._believed = expected_view(state)
+        self._believed = expected_view(state, self._render)
         self._succeeded(state)
         repairs = 0
         if repairing:
             repairs = sum(summary.values())
             self.stats["drift_repairs"] += repairs
             log.warning("repaired drift: %s", {k: v for k, v in summary.items() if v})
-        try:
-            state_store.save(self.settings.state_dir, state)
-        except OSError as e:
-            log.error("cannot persist the applied state in %s: %s", self.settings.state_dir, e)
+        self._persist(state)
         cuts = 0
         if self.settings.cut_conntrack and old is not None and old is not state:
             ips = conntrack.affected(old, state)
@@ -269,8 +351,29 @@ class Dataplane:
                     log.warning("conntrack cut failed: %s", err)
         self.stats["last_apply_time"] = time.time()
         self.stats["last_apply_seconds"] = seconds
-        return ApplyResult(True, seconds=seconds, writes=writes, counts=count(state), digest=digest(state),
+        return ApplyResult(True, seconds=seconds, writes=writes, counts=count(state), digest=self._digest(state),
                            repairs=repairs, plan=summary, conntrack_cuts=cuts)
+
+    def _persist(self, state: NodeState) -> None:
+        """Save ``state`` in the state dir off the apply path (a thread; the
+        latest state wins).  A crash before it lands only means the next
+        start cannot vouch for the kernel and waits for a full state."""
+        self._persist_next = state
+        if self._persist_task is None or self._persist_task.done():
+            self._persist_task = asyncio.create_task(self._persist_loop(), name="agent-persist-state")
+
+    async def _persist_loop(self) -> None:
+        while self._persist_next is not None:
+            st, self._persist_next = self._persist_next, None
+            try:
+                await asyncio.to_thread(state_store.save, self.settings.state_dir, st)
+            except OSError as e:
+                log.error("cannot persist the applied state in %s: %s", self.settings.state_dir, e)
+
+    async def flush_persisted(self) -> None:
+        """Wait until the last applied state is on disk (shutdown, tests)."""
+        while self._persist_task is not None and not self._persist_task.done():
+            await asyncio.shield(self._persist_task)
 
     def _succeeded(self, state: NodeState) -> None:
         self._desired = state
@@ -356,7 +459,7 @@ class Dataplane:
             "backend": self.backend, "backend_reason": self.backend_reason,
             "checks": [vars_check(c) for c in self.checks],
             "applied_digest": self.applied_digest,
-            "pending_digest": digest(self._pending) if self._pending is not None else "",
+            "pending_digest": self._digest(self._pending) if self._pending is not None else "",
             "counts": count(self._desired) if self._desired is not None else {},
             **self.stats,
         }

@@ -15,7 +15,7 @@ simulated agents:
   all-or-nothing; jumps to missing chains and matches on missing sets are
   refused.  nft and legacy are separate tables, as in the kernel.
   ``-c`` prints per-rule counters (``bump`` sets them).
-* ``conntrack -D`` with ``-s/-d/-p/-f``: deletes matching entries from
+* ``conntrack -L -f`` lists, ``conntrack -D`` with ``-s/-d/-p/-f`` deletes matching entries from
   :attr:`FakeKernel.conntrack` and records the call.
 * ``cat PATH`` of :attr:`FakeKernel.files`.
 
@@ -386,8 +386,13 @@ class FakeKernel:
 
     # -- conntrack
     def _conntrack(self, args: tuple[str, ...]) -> str:
+        if args[:1] == ("-L",):
+            fam = args[args.index("-f") + 1] if "-f" in args else "ipv4"
+            return "".join(f"{e.get('proto', 'tcp')} 6 431999 ESTABLISHED src={e['src']} dst={e['dst']} "
+                           f"sport=40000 dport={e.get('dport', '80')} src={e['dst']} dst={e['src']} mark=0 use=1\n"
+                           for e in self.conntrack if e.get("family", "ipv4") == fam)
         if args[:1] != ("-D",):
-            raise CmdError("fake conntrack only deletes")
+            raise CmdError("fake conntrack only lists and deletes")
         self.writes += 1
         self.conntrack_calls.append(args)
         want: dict[str, str] = {}

@@ -36,7 +36,7 @@ from stockade.state import FAMILIES, Family, NodeState
 
 from . import ipset_render as ir
 from .kernel_read import KernelView, KSet
-from .restore_builder import FamilyWrite, chain_rules, expected_view
+from .restore_builder import FamilyWrite, RenderCache, chain_rules, expected_view
 
 SMALL_CHANGE = 1000  # member changes above this (and above half the set) go through temp + swap
 
@@ -101,9 +101,10 @@ def _set_changes(want: KSet, have: KSet) -> MemberChange:
                         want.nomatch - have.nomatch, have.nomatch - want.nomatch)
 
 
-def make_plan(desired: NodeState, actual: KernelView) -> Plan:
-    """The writes that turn ``actual`` into ``desired`` (see module doc)."""
-    want = expected_view(desired)
+def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None = None) -> Plan:
+    """The writes that turn ``actual`` into ``desired`` (see module doc).
+    ``cache`` reuses renders of unchanged chains between calls."""
+    want = expected_view(desired, cache)
     taken: set[str] = set(actual.sets) | set(desired.sets)
     create: list[str] = []
     members: list[MemberChange] = []
@@ -115,7 +116,7 @@ def make_plan(desired: NodeState, actual: KernelView) -> Plan:
             create.append(name)
         elif w.header() != h.header():
             recreate.append(name)
-        elif w.members != h.members or w.nomatch != h.nomatch or ir.too_small(h.maxelem, ir.size_of(desired.sets[name])):
+        elif (w.members is not h.members and w.members != h.members) or w.nomatch != h.nomatch or ir.too_small(h.maxelem, ir.size_of(desired.sets[name])):
             mc = _set_changes(w, h)
             n = ir.size_of(desired.sets[name])
             if ir.too_small(h.maxelem, n) or (mc.size() > SMALL_CHANGE and mc.size() > n // 2):

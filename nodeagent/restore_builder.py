@@ -17,14 +17,27 @@ chains, one COMMIT).  Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from stockade.state import BUILTIN_CHAINS, Chain, Family, FamilyState, Hook, NodeState, Rule, SetMatch, render_rule
+from stockade.state import (
+    BUILTIN_CHAINS,
+    Chain,
+    Family,
+    FamilyState,
+    Hook,
+    IPSet,
+    NodeState,
+    Rule,
+    SetMatch,
+    render_rule,
+)
 
 from .ipset_render import size_of, sizing
 from .kernel_read import KernelView, KFamily, KHook, KRule, KSet
 
+_T = TypeVar("_T")
 _SAFE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEADER_OPTS = ("-i", "-o", "-p")
 
@@ -97,18 +110,47 @@ def hook_rules(family: Family, builtin: str, hooks: Sequence[Hook]) -> tuple[KHo
     return tuple(out)
 
 
-def expected_family(family: Family, fs: FamilyState) -> KFamily:
-    return KFamily({n: chain_rules(family, c) for n, c in fs.chains.items()},
+class RenderCache:
+    """Rendered chains and expected sets keyed by object identity: states
+    change a few sets/chains at a time and share the unchanged objects, so
+    only what is new gets rendered again.  Holds the objects of the last
+    two states only."""
+
+    def __init__(self) -> None:
+        self._live: dict[int, tuple[object, object]] = {}
+        self._prev: dict[int, tuple[object, object]] = {}
+
+    def get(self, key: object, make: Callable[[], _T]) -> _T:
+        k = id(key)
+        hit = self._live.get(k) or self._prev.get(k)
+        if hit is None or hit[0] is not key:
+            hit = (key, make())
+        self._live[k] = hit
+        return hit[1]  # type: ignore[return-value]
+
+    def rotate(self) -> None:
+        self._prev, self._live = self._live, {}
+
+
+def expected_family(family: Family, fs: FamilyState, cache: RenderCache | None = None) -> KFamily:
+    c = cache or RenderCache()
+    return KFamily({n: c.get(ch, lambda ch=ch: chain_rules(family, ch)) for n, ch in fs.chains.items()},  # type: ignore[misc]
                    {b: hook_rules(family, b, hs) for b, hs in ordered_hooks(fs).items()})
 
 
-def expected_view(state: NodeState) -> KernelView:
+def _kset(s: IPSet) -> KSet:
+    hashsize, maxelem = sizing(size_of(s))
+    return KSet(s.name, s.type, s.family, s.members, s.nomatch, s.counters, maxelem, hashsize)
+
+
+def expected_view(state: NodeState, cache: RenderCache | None = None) -> KernelView:
     """What ``kernel_read`` returns once ``state`` is applied exactly."""
-    sets = {}
-    for n, s in state.sets.items():
-        hashsize, maxelem = sizing(size_of(s))
-        sets[n] = KSet(n, s.type, s.family, s.members, s.nomatch, s.counters, maxelem, hashsize)
-    return KernelView(sets, expected_family("inet", state.v4), expected_family("inet6", state.v6))
+    c = cache or RenderCache()
+    sets = {n: c.get(s, lambda s=s: _kset(s)) for n, s in state.sets.items()}  # type: ignore[misc]
+    view = KernelView(sets, expected_family("inet", state.v4, c), expected_family("inet6", state.v6, c))
+    if cache is not None:
+        cache.rotate()
+    return view
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,9 @@ def save(state_dir: str, state: NodeState) -> None:
     p = Path(state_dir)
     p.mkdir(parents=True, exist_ok=True)
     tmp = p / (FILE + ".tmp")
+    text = json.dumps(to_json(state), separators=(",", ":"))  # C encoder; json.dump() streams in Python
     with open(tmp, "w") as f:
-        json.dump(to_json(state), f, separators=(",", ":"))
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, p / FILE)

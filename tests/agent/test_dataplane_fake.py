@@ -206,6 +206,7 @@ async def test_restart_adopts_without_write(make_dp: MakeDp, fake: FakeKernel) -
     dp = make_dp()
     await dp.start()
     await dp.apply(policy_state())
+    await dp.flush_persisted()
     w = fake.writes
     dp2 = make_dp()
     report = await dp2.start()
@@ -235,6 +236,7 @@ async def test_corrupt_state_file_is_ignored(make_dp: MakeDp, fake: FakeKernel, 
     dp = make_dp()
     await dp.start()
     await dp.apply(policy_state())
+    await dp.flush_persisted()
     path = f"{tmp_path}/applied-state.json"
     d = json.load(open(path))
     d["sets"]["stkpeer"]["members"] = ["198.18.0.99"]
@@ -380,3 +382,35 @@ async def test_periodic_reconcile_repairs_after_period(make_dp: MakeDp, fake: Fa
         assert dp.status()["drift_repairs"] > 0
     finally:
         task.cancel()
+
+
+def _drop_set(st: NodeState, name: str) -> NodeState:
+    return dataclasses.replace(st, sets={n: s for n, s in st.sets.items() if n != name})
+
+
+def _bad_member(st: NodeState) -> NodeState:
+    sets = dict(st.sets)
+    sets["stkpeer"] = sets["stkpeer"].with_members(sets["stkpeer"].members | {"198.18.0.077"})
+    return dataclasses.replace(st, sets=sets)
+
+
+def _retype(st: NodeState) -> NodeState:
+    sets = dict(st.sets)
+    sets["stkpeer"] = IPSet("stkpeer", "hash:ip,port", "inet", frozenset({"198.18.0.3,tcp:80"}))
+    return dataclasses.replace(st, sets=sets)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    pytest.param(lambda st: _drop_set(st, "stkpeer"), "no set 'stkpeer'", id="set-removed-under-unchanged-chain"),
+    pytest.param(_bad_member, "198.18.0.077", id="new-member-invalid"),
+    pytest.param(_retype, "needs 2 direction", id="set-type-changed-under-unchanged-chain"),
+])
+async def test_incremental_validation_still_catches(make_dp: MakeDp, fake: FakeKernel,
+                                                    change: Callable[[NodeState], NodeState], needle: str) -> None:
+    dp = make_dp()
+    await dp.start()
+    st = policy_state()
+    assert (await dp.apply(st)).ok
+    res = await dp.apply(change(st))  # unchanged chains are the same objects: the skip path
+    assert not res.ok and needle in res.error, res.error
+    assert dp.applied_digest == digest(st)

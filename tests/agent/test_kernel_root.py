@@ -226,6 +226,7 @@ async def test_restart_has_no_open_window(bridged: Lab, tmp_path: object) -> Non
     t.start()
     try:
         await asyncio.sleep(0.3)
+        await dp.flush_persisted()
         del dp  # the agent "dies": nothing is flushed
         dp2 = dataplane(lab, str(tmp_path))
         report = await dp2.start()

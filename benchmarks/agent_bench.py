@@ -1,0 +1,268 @@
+"""Node agent dataplane benchmark: prints figures (no pass/fail).
+
+A node with 110 pods, 300 policies (about 1,500 rules) and 50,000 set
+members, applied inside a network namespace this script creates (and
+removes).  For each backend (nft, legacy, python-iptables):
+
+* floor: ``ipset restore`` + ``iptables-restore`` of the same final state,
+  run directly (the kernel's own cost; target: agent within 1.3x of it);
+* initial apply through the Dataplane, and its ratio to the floor;
+* no-op reconcile (target <= 100 ms, zero kernel writes);
+* one member added (target <= 15 ms desired state -> kernel, no iptables write);
+* one policy's rules changed (only its chain rewritten);
+* reading counters (iptables-save -c + ipset member counters);
+and once: the agent's RSS when idle (target <= 60 MB), and with --loops
+the subprocess cost on asyncio vs uvloop.
+
+    sudo python benchmarks/agent_bench.py [--backends nft,legacy,python-iptables] [--repeat 5] [--loops]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nodeagent import ipset_render  # noqa: E402
+from nodeagent.dataplane import Dataplane, DataplaneSettings, cleanup  # noqa: E402
+from nodeagent.kernel import CmdResult, SubprocessKernel, Tools  # noqa: E402
+from nodeagent.restore_builder import FamilyWrite, expected_family, iptables_restore_text  # noqa: E402
+from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, count  # noqa: E402
+
+MARK = 0x10000
+
+
+def build_state(pods: int = 110, policies: int = 300, members: int = 50_000) -> NodeState:
+    base = ipaddress.ip_address("198.18.0.0")
+    pod_ips = [str(base + 2 + i) for i in range(pods)]
+    big, big_size = 20, 2000
+    sel_total = policies * 3
+    small_size = max(1, (members - big * big_size - sel_total) // (policies - big))
+    nxt = 1024
+    sets: dict[str, IPSet] = {}
+    fwd: list[Rule] = [Rule("RETURN", ctstate=("RELATED", "ESTABLISHED"))]
+    drops: list[Rule] = []
+    chains: dict[str, Chain] = {}
+    for i in range(policies):
+        sel = f"stksel{i:04d}"
+        peer = f"stkpeer{i:04d}"
+        sets[sel] = IPSet(sel, "hash:ip", "inet", frozenset(pod_ips[(i * 7 + k) % pods] for k in range(3)))
+        n = big_size if i < big else small_size
+        sets[peer] = IPSet(peer, "hash:ip", "inet", frozenset(str(base + nxt + k) for k in range(n)))
+        nxt += n
+        pc = f"STOCKADE-P{i:04d}"
+        chains[pc] = Chain(pc, (
+            Rule("MARK", proto="tcp", dport=(8000 + i % 100, 8000 + i % 100), sets=(SetMatch(peer, ("src",)),),
+                 set_mark=(MARK, MARK), comment=f"ns{i % 17}/policy-{i}"),
+            Rule("MARK", proto="udp", dport=(53, 53), sets=(SetMatch(peer, ("src",)),), set_mark=(MARK, MARK)),
+            Rule("MARK", proto="sctp", dport=(9000, 9100), sets=(SetMatch(peer, ("src",)),), set_mark=(MARK, MARK)),
+        ))
+        fwd.append(Rule("JUMP", target=pc, sets=(SetMatch(sel, ("dst",)),)))
+        drops.append(Rule("DROP", sets=(SetMatch(sel, ("dst",)),), mark=(MARK, MARK, True)))
+    chains["STOCKADE-FORWARD"] = Chain("STOCKADE-FORWARD", (*fwd, *drops))
+    return NodeState("bench-node", sets, FamilyState(chains, (Hook("FORWARD", "STOCKADE-FORWARD"),)))
+
+
+class CountingKernel(SubprocessKernel):
+    def __init__(self, prefix: Sequence[str]) -> None:
+        super().__init__(prefix)
+        self.argvs: list[tuple[str, ...]] = []
+
+    async def run(self, argv: Sequence[str], stdin: str | None = None, *, timeout: float = 30.0) -> CmdResult:
+        self.argvs.append(tuple(argv))
+        return await super().run(argv, stdin, timeout=timeout)
+
+
+def sh(ns: str, argv: list[str], stdin: str | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ip", "netns", "exec", ns, *argv], input=stdin, text=True, check=True, capture_output=True,
+                   timeout=120)
+    return time.perf_counter() - t0
+
+
+def floor(ns: str, state: NodeState, flavour: str) -> tuple[float, float]:
+    lines: list[str] = []
+    for s in state.sets.values():
+        lines += ipset_render.full_lines(s)
+    ipset_text = "\n".join(lines) + "\n"
+    fam = expected_family("inet", state.v4)
+    ipt_text = iptables_restore_text(FamilyWrite(dict(fam.chains), (), (), {b: h for b, h in fam.hooks.items() if h}))
+    t_ipset = sh(ns, ["ipset", "restore"], ipset_text)
+    t_ipt = sh(ns, [Tools(flavour).restore("inet"), "--noflush", "-w", "5"], ipt_text)  # type: ignore[arg-type]
+    return t_ipset, t_ipt
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+async def bench_backend(ns: str, backend: str, state: NodeState, repeat: int) -> dict[str, object]:
+    flavour = "nft" if backend == "nft" else "legacy"
+    k = CountingKernel(("ip", "netns", "exec", ns))
+    out: dict[str, object] = {"backend": backend}
+    floors = []
+    for _ in range(repeat):
+        await cleanup(k)
+        a, b = floor(ns, state, flavour)
+        floors.append(a + b)
+        out["floor_ipset"], out["floor_iptables"] = a, b
+    await cleanup(k)
+    applies = []
+    for _ in range(repeat):
+        await cleanup(k)
+        with tempfile.TemporaryDirectory() as tmp:
+            dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, netns=ns, cut_conntrack=True))
+            await dp.start()
+            t0 = time.perf_counter()
+            res = await dp.apply(state)
+            applies.append(time.perf_counter() - t0)
+            assert res.ok, res.error[:2000]
+    out["floor"] = statistics.median(floors)
+    out["initial_apply"] = statistics.median(applies)
+    out["ratio"] = out["initial_apply"] / out["floor"]  # type: ignore[operator]
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, netns=ns))
+        await dp.start()
+        assert (await dp.apply(state)).ok
+        n0 = len(k.argvs)
+        recs = []
+        writes = 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            r = await dp.reconcile()
+            recs.append(time.perf_counter() - t0)
+            writes += r.writes
+        out["noop_reconcile"], out["noop_reconcile_writes"] = statistics.median(recs), writes
+        out["noop_reconcile_commands"] = len(k.argvs) - n0
+        adds, ipt_writes, cur = [], 0, state
+        for i in range(repeat):
+            s = cur.sets["stkpeer0100"]
+            sets = dict(cur.sets)
+            sets[s.name] = s.with_members(s.members | {f"198.19.250.{i + 1}"})
+            cur = dataclasses.replace(cur, sets=sets)
+            n0 = len(k.argvs)
+            t0 = time.perf_counter()
+            r = await dp.apply(cur)
+            adds.append(time.perf_counter() - t0)
+            assert r.ok and r.writes == 1, r
+            ipt_writes += sum(1 for a in k.argvs[n0:] if "restore" in a[0])
+        out["member_add"], out["member_add_iptables_writes"] = statistics.median(adds), ipt_writes
+        chg, chains_written = [], 0
+        for i in range(repeat):
+            pc = cur.v4.chains["STOCKADE-P0007"]
+            rules = (dataclasses.replace(pc.rules[0], dport=(7000 + i, 7000 + i)), *pc.rules[1:])
+            chains = dict(cur.v4.chains)
+            chains[pc.name] = Chain(pc.name, rules)
+            cur = dataclasses.replace(cur, v4=FamilyState(chains, cur.v4.hooks))
+            t0 = time.perf_counter()
+            r = await dp.apply(cur)
+            chg.append(time.perf_counter() - t0)
+            assert r.ok, r.error
+            chains_written = max(chains_written, r.plan.get("chains_written", 0))
+        out["policy_change"], out["policy_change_chains_written"] = statistics.median(chg), chains_written
+        t0 = time.perf_counter()
+        c = await dp.read_counters()
+        out["read_counters"] = time.perf_counter() - t0
+        out["counter_rules"] = sum(len(v) for v in c["rules"]["inet"].values())
+    await cleanup(k)
+    return out
+
+
+RSS_CHILD = r"""
+import asyncio, gc, sys, tempfile, os
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/benchmarks")
+from agent_bench import build_state
+from nodeagent.dataplane import Dataplane, DataplaneSettings
+from nodeagent.kernel import SubprocessKernel
+async def main():
+    st = build_state()
+    dp = Dataplane(SubprocessKernel(("ip", "netns", "exec", {ns!r})), DataplaneSettings(backend="nft", state_dir=tempfile.mkdtemp()))
+    await dp.start()
+    r = await dp.apply(st)
+    assert r.ok, r.error
+    await dp.reconcile()
+    gc.collect()
+    await asyncio.sleep(1.0)
+    for line in open("/proc/self/status"):
+        if line.startswith(("VmRSS", "VmHWM")):
+            print(line.strip(), flush=True)
+asyncio.run(main())
+"""
+
+
+def rss(ns: str) -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", RSS_CHILD.format(root=root, ns=ns)], capture_output=True, text=True,
+                       timeout=300)
+    return (p.stdout.strip() or p.stderr.strip()[-500:]).replace("\n", ", ")
+
+
+LOOP_CHILD = r"""
+import asyncio, sys
+sys.path.insert(0, {root!r})
+if {loop!r} == "uvloop":
+    import uvloop; uvloop.install()
+from nodeagent.loop_choice import spawn_cost, pipe_cost
+async def main():
+    print(f"{{await spawn_cost(200):.2f}} {{await pipe_cost():.2f}}")
+asyncio.run(main())
+"""
+
+
+def loops() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for loop in ("asyncio", "uvloop", "asyncio", "uvloop"):
+        p = subprocess.run([sys.executable, "-c", LOOP_CHILD.format(root=root, loop=loop)], capture_output=True,
+                           text=True, timeout=120)
+        spawn, pipe = p.stdout.split()
+        print(f"loop {loop:8s}: spawn+communicate {spawn} ms, 2 MB through cat {pipe} ms")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backends", default="nft,legacy,python-iptables")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--loops", action="store_true", help="also measure asyncio vs uvloop subprocess cost")
+    ap.add_argument("--no-rss", action="store_true")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("agent_bench: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    state = build_state()
+    c = count(state)
+    print(f"state: {c['sets']} sets, {c['members']} members, {c['chains']} chains, {c['rules']} rules")
+    ns = f"stkab-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for backend in a.backends.split(","):
+            r = asyncio.run(bench_backend(ns, backend, state, a.repeat))
+            print(f"[{backend}] floor {ms(r['floor'])} (ipset {ms(r['floor_ipset'])} + iptables "  # type: ignore[arg-type]
+                  f"{ms(r['floor_iptables'])}); initial apply {ms(r['initial_apply'])} = {r['ratio']:.2f}x floor")  # type: ignore[arg-type]
+            print(f"[{backend}] no-op reconcile {ms(r['noop_reconcile'])}, {r['noop_reconcile_writes']} writes "  # type: ignore[arg-type]
+                  f"({r['noop_reconcile_commands']} read commands over {a.repeat} runs)")
+            print(f"[{backend}] one member added {ms(r['member_add'])}, iptables writes {r['member_add_iptables_writes']}")  # type: ignore[arg-type]
+            print(f"[{backend}] one policy's rules changed {ms(r['policy_change'])}, chains written "  # type: ignore[arg-type]
+                  f"{r['policy_change_chains_written']}")
+            print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules)")  # type: ignore[arg-type]
+        if not a.no_rss:
+            print(f"agent RSS idle after applying the state (nft): {rss(ns)}")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    if a.loops:
+        loops()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
