@@ -58,6 +58,6 @@ def rule(*peers: Peer, ports: tuple[PortSpec, ...] = ()) -> PolicyRule:
 def policy(key: str, select: LabelSelector = SELECT_ALL, ingress: tuple[PolicyRule, ...] | None = None,
            egress: tuple[PolicyRule, ...] | None = None, types: tuple[PolicyType, ...] | None = None) -> NetworkPolicy:
     namespace, name = key.split("/")
-    if types is None:
-        types = (("Ingress",) if ingress is not None or egress is None else ()) + (("Egress",) if egress is not None else ())
-    return NetworkPolicy(namespace, name, select, types, ingress or (), egress or ())
+    eff: tuple[PolicyType, ...] = types if types is not None else \
+        (("Ingress",) if ingress is not None or egress is None else ()) + (("Egress",) if egress is not None else ())
+    return NetworkPolicy(namespace, name, select, eff, ingress or (), egress or ())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.model import ContainerPort
+from controller.model import ContainerPort, NetworkPolicy
 from controller.walker import Packet, WalkError, walk
 from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch
 from tests.engine.builders import block, node, ns, peer, pod, policy, port, rule, sel
@@ -80,7 +80,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("policies", "src", "dst", "dport", "protocol", "expected"), CASES)
-def test_walker_agrees_with_expectation_and_oracle(policies: list, src: str, dst: str, dport: int,
+def test_walker_agrees_with_expectation_and_oracle(policies: list[NetworkPolicy], src: str, dst: str, dport: int,
                                                    protocol: str, expected: bool) -> None:
     b = both(NAMESPACES, PODS, NODES, policies)
     decision, walked = b.walked(src, dst, dport, protocol)  # type: ignore[arg-type]
