@@ -58,6 +58,11 @@ def rule(*peers: Peer, ports: tuple[PortSpec, ...] = ()) -> PolicyRule:
 def policy(key: str, select: LabelSelector = SELECT_ALL, ingress: tuple[PolicyRule, ...] | None = None,
            egress: tuple[PolicyRule, ...] | None = None, types: tuple[PolicyType, ...] | None = None) -> NetworkPolicy:
     namespace, name = key.split("/")
-    eff: tuple[PolicyType, ...] = types if types is not None else \
-        (("Ingress",) if ingress is not None or egress is None else ()) + (("Egress",) if egress is not None else ())
+    eff: tuple[PolicyType, ...]
+    if types is not None:
+        eff = types
+    else:
+        ing: tuple[PolicyType, ...] = ("Ingress",) if ingress is not None or egress is None else ()
+        eg: tuple[PolicyType, ...] = ("Egress",) if egress is not None else ()
+        eff = ing + eg
     return NetworkPolicy(namespace, name, select, eff, ingress or (), egress or ())
