@@ -43,7 +43,8 @@ from stockade.kubeemu.resources import ResourceType
 from stockade.kubeemu.selectors import Matcher
 from stockade.kubeemu.store import Event, Store
 
-Stop = Literal["end", "abort"]
+Stop = Literal["end", "abort", "gone"]
+CLIENT_CHECK_INTERVAL = 0.5  # seconds between checks that an idle stream's client is still connected
 
 
 @dataclass(eq=False)
@@ -51,7 +52,14 @@ class WatchStream:
     """One open watch: which store key it follows and its pending events."""
 
     key: tuple[str, str]
-    queue: asyncio.Queue[Event | Stop] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Event | Literal["end", "abort"]] = field(default_factory=asyncio.Queue)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)  # woken by put()
+
+    def put(self, item: Event | Literal["end", "abort"]) -> None:
+        self.queue.put_nowait(item)
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class WatchHub:
@@ -70,11 +78,11 @@ class WatchHub:
     def _on_event(self, event: Event) -> None:
         for stream in self.streams:
             if stream.key == event.key:
-                stream.queue.put_nowait(event)
+                stream.put(event)
 
     def cut(self, clean: bool = False) -> None:
         for stream in self.streams:
-            stream.queue.put_nowait("end" if clean else "abort")
+            stream.put("end" if clean else "abort")
 
     def shutdown(self) -> None:
         self.closing = True
@@ -158,14 +166,15 @@ async def serve_watch(
     try:
         for line in backlog:
             await response.write(line)
-        outcome = await _pump(response, stream, req, hub, bookmark_interval)
+        outcome = await _pump(request, response, stream, req, hub, bookmark_interval)
+        if outcome == "end":
+            await response.write_eof()
+    except ConnectionResetError:  # the client went away mid-write
+        outcome = "gone"
     finally:
         hub.streams.discard(stream)
-    if outcome == "abort":
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
+    if outcome != "end" and request.transport is not None:
+        request.transport.abort()
     return response
 
 
@@ -179,30 +188,53 @@ def _visible(events: Iterable[Event], req: WatchRequest) -> list[tuple[str, JSON
 
 
 async def _pump(
-    response: web.StreamResponse, stream: WatchStream, req: WatchRequest, hub: WatchHub, bookmark_interval: float
+    request: web.Request,
+    response: web.StreamResponse,
+    stream: WatchStream,
+    req: WatchRequest,
+    hub: WatchHub,
+    bookmark_interval: float,
 ) -> Stop:
+    """Forward queued events, bookmarks when due, until a stop or the deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.timeout if req.timeout is not None else None
     next_bookmark = loop.time() + bookmark_interval
     while not hub.closing:
+        while not stream.queue.empty():  # everything already queued goes out first, without waiting
+            item = stream.queue.get_nowait()
+            if isinstance(item, str):
+                return item
+            seen = translate(item, req)
+            if seen is not None:
+                await response.write(_line(*seen))
         now = loop.time()
         if deadline is not None and now >= deadline:
             return "end"
-        if req.bookmarks and now >= next_bookmark and stream.queue.empty():
+        if req.bookmarks and now >= next_bookmark:
+            # the queue is empty: every event up to the store's version has been sent
             await response.write(_line("BOOKMARK", bookmark(req.rt, hub.store.resource_version)))
             next_bookmark = now + bookmark_interval
             continue
-        wait = [deadline - now] if deadline is not None else []
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return "gone"
+        wait = [CLIENT_CHECK_INTERVAL]
+        if deadline is not None:
+            wait.append(deadline - now)
         if req.bookmarks:
-            wait.append(max(0.0, next_bookmark - now))
-        try:
-            item = await asyncio.wait_for(stream.queue.get(), timeout=min(wait) if wait else None)
-        except TimeoutError:
-            continue
-        if item == "end" or item == "abort":
-            return item
-        assert not isinstance(item, str)
-        seen = translate(item, req)
-        if seen is not None:
-            await response.write(_line(*seen))
+            wait.append(next_bookmark - now)
+        await _until_queued(stream, max(0.001, min(wait)))
     return "end"
+
+
+async def _until_queued(stream: WatchStream, timeout: float) -> None:
+    """Wait until the stream's queue is non-empty or ``timeout`` passes; consumes nothing."""
+    waiter = asyncio.get_running_loop().create_future()
+    stream.waiters.append(waiter)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        if waiter in stream.waiters:
+            stream.waiters.remove(waiter)

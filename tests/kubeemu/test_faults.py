@@ -214,3 +214,23 @@ async def test_admin_cut_expire_compact_and_bad_gateway(emu: KubeEmulator) -> No
         async with http.get(f"{emu.url}/api/v1/nodes") as r:
             assert r.status == 410
         assert emu.store.floor == emu.store.resource_version
+
+
+async def test_events_and_cut_are_not_starved_by_due_bookmarks() -> None:
+    """Regression: with a bookmark always due, queued events and cuts must still go out, in order."""
+    async with KubeEmulator(bookmark_interval=0.001) as fast, aiohttp.ClientSession() as http:
+        params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": str(fast.store.resource_version)}
+        async with http.get(f"{fast.url}/api/v1/namespaces/default/pods", params=params) as resp:
+            for i in range(20):
+                fast.store.create("pods", pod(f"p{i}"), "default")
+            added: list[str] = []
+            while len(added) < 20:
+                event = json.loads(await asyncio.wait_for(resp.content.readline(), 5))
+                if event["type"] == "ADDED":
+                    added.append(event["object"]["metadata"]["name"])
+                else:
+                    assert event["type"] == "BOOKMARK"
+            assert added == [f"p{i}" for i in range(20)]
+            fast.faults.cut_watches()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await asyncio.wait_for(resp.content.read(), 5)
