@@ -44,6 +44,11 @@ MERGE_KEYS: dict[str, tuple[str, ...]] = {
 }
 # Lists of scalars merged as sets.
 UNION_LISTS = frozenset({"finalizers"})
+# Maps whose Go field has patchStrategy "replace": a patch replaces them whole.
+# Keyed by the store key (group, plural); values are paths from the object root.
+REPLACE_PATHS: dict[tuple[str, str], frozenset[tuple[str, ...]]] = {
+    ("policy", "poddisruptionbudgets"): frozenset({("spec", "selector")}),
+}
 
 _DELETE = object()  # sentinel: a "$patch: delete" map removes itself
 
@@ -74,15 +79,20 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """Strategic merge patch of ``target`` (not modified) by ``patch``."""
+def strategic_merge_patch(target: Any, patch: Any, replace: frozenset[tuple[str, ...]] = frozenset()) -> Any:
+    """Strategic merge patch of ``target`` (not modified) by ``patch``; maps at ``replace`` paths are replaced."""
     if not isinstance(patch, dict):
         raise bad_request("strategic merge patch must be a JSON object")
-    out = _merge_map(target if isinstance(target, dict) else {}, patch)
+    out = _merge_map(target if isinstance(target, dict) else {}, patch, (), replace)
     return {} if out is _DELETE else out
 
 
-def _merge_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
+def _merge_map(
+    original: dict[str, Any],
+    patch: dict[str, Any],
+    path: tuple[str, ...] = (),
+    replace: frozenset[tuple[str, ...]] = frozenset(),
+) -> Any:
     directive = patch.get("$patch")
     if directive == "replace":
         return _strip(patch)
@@ -106,9 +116,11 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
             continue
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict) and (*path, key) in replace:
+            result[key] = _strip(value)
         elif isinstance(value, dict):
             current = result.get(key)
-            merged = _merge_map(current if isinstance(current, dict) else {}, value)
+            merged = _merge_map(current if isinstance(current, dict) else {}, value, (*path, key), replace)
             if merged is _DELETE:
                 result.pop(key, None)
             else:

@@ -248,10 +248,11 @@ async def list_or_watch(request: web.Request, store: Store, rt: ResourceType, na
                     "metadata": {"resourceVersion": str(list_rv)}, "items": items})
 
 
-PATCHERS: dict[str, Callable[[Any, Any], Any]] = {
-    "application/merge-patch+json": patch.merge_patch,
-    "application/strategic-merge-patch+json": patch.strategic_merge_patch,
-    "application/json-patch+json": patch.json_patch,
+PATCHERS: dict[str, Callable[[ResourceType, Any, Any], Any]] = {
+    "application/merge-patch+json": lambda rt, current, body: patch.merge_patch(current, body),
+    "application/strategic-merge-patch+json": lambda rt, current, body: patch.strategic_merge_patch(
+        current, body, patch.REPLACE_PATHS.get(rt.key, frozenset())),
+    "application/json-patch+json": lambda rt, current, body: patch.json_patch(current, body),
 }
 
 
@@ -279,7 +280,7 @@ async def object_request(request: web.Request, store: Store, target: Target) -> 
         fn = patcher
 
         def apply(current: JSON) -> Any:
-            return fn(current, body)
+            return fn(rt, current, body)
 
         return respond(store.patch(rt, target.name, apply, ns, target.subresource, dry_run(request)))
     if request.method == "DELETE":

@@ -171,3 +171,22 @@ async def test_get_pods_wide(emu: KubeEmulator, kubectl: Kubectl) -> None:
     header, row = out.splitlines()
     assert header.split() == ["NAMESPACE", "NAME", "STATUS", "IP", "NODE", "AGE"]
     assert row.split()[:5] == ["default", "web", "Running", "10.1.2.3", "node-7"]
+
+
+PDB = """\
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: a}}
+"""
+
+
+async def test_pdb_selector_is_replaced_not_merged(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    await kubectl("apply", "-f", "-", stdin=PDB)
+    # Real kubectl always sends the selector (patchStrategy "replace"), so a re-apply reports "configured".
+    assert "configured" in await kubectl("apply", "-f", "-", stdin=PDB)
+    await kubectl("apply", "-f", "-", stdin=PDB.replace("app: a", "tier: b"))
+    assert emu.store.get("poddisruptionbudgets", "pdb", "default")["spec"]["selector"] == {
+        "matchLabels": {"tier": "b"}}

@@ -119,3 +119,11 @@ def test_bad_json_patch(ops: Any) -> None:
     with pytest.raises(ApiError) as info:
         json_patch(DOC, ops)
     assert info.value.code in (400, 422)
+
+
+def test_strategic_replace_paths_replace_whole_maps() -> None:
+    pdb = {"spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "1"}}}}
+    patch = {"spec": {"selector": {"matchLabels": {"b": "2"}}}}
+    replaced = strategic_merge_patch(pdb, patch, frozenset({("spec", "selector")}))
+    assert replaced["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"b": "2"}}}
+    assert strategic_merge_patch(pdb, patch)["spec"]["selector"] == {"matchLabels": {"a": "1", "b": "2"}}
