@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import ipaddress
+import json
 import os
 import statistics
 import subprocess
@@ -30,14 +31,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nodeagent import ipset_render  # noqa: E402
-from nodeagent.dataplane import Dataplane, DataplaneSettings, cleanup  # noqa: E402
-from nodeagent.kernel import CmdResult, SubprocessKernel, Tools  # noqa: E402
-from nodeagent.restore_builder import FamilyWrite, expected_family, iptables_restore_text  # noqa: E402
-from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, count  # noqa: E402
+from nodeagent import ipset_render
+from nodeagent.dataplane import Dataplane, DataplaneSettings, cleanup
+from nodeagent.kernel import CmdResult, SubprocessKernel, Tools
+from nodeagent.restore_builder import FamilyWrite, expected_family, iptables_restore_text
+from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, count
 
 MARK = 0x10000
 
@@ -83,22 +85,21 @@ class CountingKernel(SubprocessKernel):
         return await super().run(argv, stdin, timeout=timeout)
 
 
-def sh(ns: str, argv: list[str], stdin: str | None = None) -> float:
+def sh(argv: list[str], stdin: str | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(["ip", "netns", "exec", ns, *argv], input=stdin, text=True, check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True, timeout=120)
     return time.perf_counter() - t0
 
 
-def floor(ns: str, state: NodeState, flavour: str) -> tuple[float, float]:
+def floor(state: NodeState, flavour: str) -> tuple[float, float]:
     lines: list[str] = []
     for s in state.sets.values():
         lines += ipset_render.full_lines(s)
     ipset_text = "\n".join(lines) + "\n"
     fam = expected_family("inet", state.v4)
     ipt_text = iptables_restore_text(FamilyWrite(dict(fam.chains), (), (), {b: h for b, h in fam.hooks.items() if h}))
-    t_ipset = sh(ns, ["ipset", "restore"], ipset_text)
-    t_ipt = sh(ns, [Tools(flavour).restore("inet"), "--noflush", "-w", "5"], ipt_text)  # type: ignore[arg-type]
+    t_ipset = sh(["ipset", "restore"], ipset_text)
+    t_ipt = sh([Tools(flavour).restore("inet"), "--noflush", "-w", "5"], ipt_text)  # type: ignore[arg-type]
     return t_ipset, t_ipt
 
 
@@ -106,32 +107,38 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
 
-async def bench_backend(ns: str, backend: str, state: NodeState, repeat: int) -> dict[str, object]:
+async def bench_backend(backend: str, state: NodeState, repeat: int) -> dict[str, Any]:
+    """Runs inside the benchmark's network namespace, like the agent on its
+    node (hostNetwork): commands run directly, no ``ip netns exec``."""
     flavour = "nft" if backend == "nft" else "legacy"
-    k = CountingKernel(("ip", "netns", "exec", ns))
-    out: dict[str, object] = {"backend": backend}
-    floors = []
+    k = CountingKernel(())
+    out: dict[str, Any] = {"backend": backend}
+    floors: list[float] = []
+    fl_i: list[float] = []
+    fl_t: list[float] = []
     for _ in range(repeat):
         await cleanup(k)
-        a, b = floor(ns, state, flavour)
+        a, b = floor(state, flavour)
         floors.append(a + b)
-        out["floor_ipset"], out["floor_iptables"] = a, b
+        fl_i.append(a)
+        fl_t.append(b)
     await cleanup(k)
     applies = []
     for _ in range(repeat):
         await cleanup(k)
         with tempfile.TemporaryDirectory() as tmp:
-            dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, netns=ns, cut_conntrack=True))
+            dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, cut_conntrack=True))
             await dp.start()
             t0 = time.perf_counter()
             res = await dp.apply(state)
             applies.append(time.perf_counter() - t0)
             assert res.ok, res.error[:2000]
+    out["floor_ipset"], out["floor_iptables"] = statistics.median(fl_i), statistics.median(fl_t)
     out["floor"] = statistics.median(floors)
     out["initial_apply"] = statistics.median(applies)
-    out["ratio"] = out["initial_apply"] / out["floor"]  # type: ignore[operator]
+    out["ratio"] = statistics.median(applies) / statistics.median(floors)
     with tempfile.TemporaryDirectory() as tmp:
-        dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, netns=ns))
+        dp = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp))
         await dp.start()
         assert (await dp.apply(state)).ok
         n0 = len(k.argvs)
@@ -187,7 +194,7 @@ from nodeagent.dataplane import Dataplane, DataplaneSettings
 from nodeagent.kernel import SubprocessKernel
 async def main():
     st = build_state()
-    dp = Dataplane(SubprocessKernel(("ip", "netns", "exec", {ns!r})), DataplaneSettings(backend="nft", state_dir=tempfile.mkdtemp()))
+    dp = Dataplane(SubprocessKernel(), DataplaneSettings(backend="nft", state_dir=tempfile.mkdtemp()))
     await dp.start()
     r = await dp.apply(st)
     assert r.ok, r.error
@@ -203,8 +210,8 @@ asyncio.run(main())
 
 def rss(ns: str) -> str:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    p = subprocess.run([sys.executable, "-c", RSS_CHILD.format(root=root, ns=ns)], capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", RSS_CHILD.format(root=root)],
+                       capture_output=True, text=True, timeout=300)
     return (p.stdout.strip() or p.stderr.strip()[-500:]).replace("\n", ", ")
 
 
@@ -229,32 +236,45 @@ def loops() -> None:
         print(f"loop {loop:8s}: spawn+communicate {spawn} ms, 2 MB through cat {pipe} ms")
 
 
+def report(backend: str, r: dict[str, Any], repeat: int) -> None:
+    print(f"[{backend}] floor {ms(r['floor'])} (ipset {ms(r['floor_ipset'])} + iptables "
+          f"{ms(r['floor_iptables'])}); initial apply {ms(r['initial_apply'])} = {r['ratio']:.2f}x floor")
+    print(f"[{backend}] no-op reconcile {ms(r['noop_reconcile'])}, {r['noop_reconcile_writes']} writes "
+          f"({r['noop_reconcile_commands']} read commands over {repeat} runs)")
+    print(f"[{backend}] one member added {ms(r['member_add'])}, iptables writes {r['member_add_iptables_writes']}")
+    print(f"[{backend}] one policy's rules changed {ms(r['policy_change'])}, chains written "
+          f"{r['policy_change_chains_written']}")
+    print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="nft,legacy,python-iptables")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--loops", action="store_true", help="also measure asyncio vs uvloop subprocess cost")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument("--inside", metavar="BACKEND", help=argparse.SUPPRESS)  # child: run one backend, print JSON
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("agent_bench: needs root (network namespaces)", file=sys.stderr)
         return 2
     state = build_state()
+    if a.inside:
+        print(json.dumps(asyncio.run(bench_backend(a.inside, state, a.repeat))))
+        return 0
     c = count(state)
     print(f"state: {c['sets']} sets, {c['members']} members, {c['chains']} chains, {c['rules']} rules")
     ns = f"stkab-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         for backend in a.backends.split(","):
-            r = asyncio.run(bench_backend(ns, backend, state, a.repeat))
-            print(f"[{backend}] floor {ms(r['floor'])} (ipset {ms(r['floor_ipset'])} + iptables "  # type: ignore[arg-type]
-                  f"{ms(r['floor_iptables'])}); initial apply {ms(r['initial_apply'])} = {r['ratio']:.2f}x floor")  # type: ignore[arg-type]
-            print(f"[{backend}] no-op reconcile {ms(r['noop_reconcile'])}, {r['noop_reconcile_writes']} writes "  # type: ignore[arg-type]
-                  f"({r['noop_reconcile_commands']} read commands over {a.repeat} runs)")
-            print(f"[{backend}] one member added {ms(r['member_add'])}, iptables writes {r['member_add_iptables_writes']}")  # type: ignore[arg-type]
-            print(f"[{backend}] one policy's rules changed {ms(r['policy_change'])}, chains written "  # type: ignore[arg-type]
-                  f"{r['policy_change_chains_written']}")
-            print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules)")  # type: ignore[arg-type]
+            p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
+                                "--inside", backend, "--repeat", str(a.repeat)],
+                               capture_output=True, text=True, timeout=900)
+            if p.returncode != 0:
+                print(f"[{backend}] failed: {p.stderr.strip()[-2000:]}")
+                continue
+            report(backend, json.loads(p.stdout.strip().splitlines()[-1]), a.repeat)
         if not a.no_rss:
             print(f"agent RSS idle after applying the state (nft): {rss(ns)}")
     finally:

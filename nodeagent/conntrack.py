@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from stockade.state import FAMILIES, Family, IPSet, NodeState, Rule
+from stockade.state import FAMILIES, Chain, Family, IPSet, NodeState, Rule
 
 from .kernel import Kernel
+from .restore_builder import RenderCache
 
 MAX_PARALLEL = 4
 
@@ -41,18 +42,26 @@ def _ips(s: IPSet | None, members: Iterable[str]) -> set[str]:
     return {m.split(",", 1)[0] for m in members}
 
 
+_JUMPS = RenderCache()
+
+
+def _chain_jumps(c: Chain) -> tuple[tuple[str, frozenset[str], Rule], ...]:
+    """(target, positive sets, rule) of each JUMP rule of ``c``, cached by identity."""
+    return _JUMPS.get(c, lambda: tuple((r.target, frozenset(sm.set for sm in r.sets if not sm.negate), r)
+                                       for r in c.rules if r.action == "JUMP"))
+
+
 def _jump_sets(state: NodeState, family: Family) -> dict[str, set[str]]:
     """target chain -> names of sets matched by rules jumping to it."""
     out: dict[str, set[str]] = {}
     for c in state.family(family).chains.values():
-        for r in c.rules:
-            if r.action == "JUMP":
-                out.setdefault(r.target, set()).update(sm.set for sm in r.sets if not sm.negate)
+        for target, sets, _r in _chain_jumps(c):
+            out.setdefault(target, set()).update(sets)
     return out
 
 
 def _jump_rules(state: NodeState, family: Family) -> set[tuple[str, Rule]]:
-    return {(c.name, r) for c in state.family(family).chains.values() for r in c.rules if r.action == "JUMP"}
+    return {(c.name, r) for c in state.family(family).chains.values() for _t, _s, r in _chain_jumps(c)}
 
 
 def affected(old: NodeState | None, new: NodeState) -> dict[Family, set[str]]:
@@ -78,19 +87,21 @@ def affected(old: NodeState | None, new: NodeState) -> dict[Family, set[str]]:
             if now is not None:
                 add(name, now.members - (was.members if was is not None else frozenset()))
         ofs, nfs = old.family(fam), new.family(fam)
-        changed = {c for c in set(ofs.chains) | set(nfs.chains) if ofs.chains.get(c) != nfs.chains.get(c)}
+        changed = {c for c in set(ofs.chains) | set(nfs.chains)
+                   if ofs.chains.get(c) is not nfs.chains.get(c) and ofs.chains.get(c) != nfs.chains.get(c)}
         for c in changed:
             for name in oj.get(c, set()) | nj.get(c, set()):
                 for st in (old, new):
                     s = st.sets.get(name)
                     if s is not None:
                         out[s.family] |= _ips(s, s.members)
-        for _chain, r in _jump_rules(old, fam) ^ _jump_rules(new, fam):
+        for _chain, r in (_jump_rules(old, fam) ^ _jump_rules(new, fam)) if changed else ():
             for sm in r.sets:
                 for st in (old, new):
                     s = st.sets.get(sm.set)
                     if s is not None and not sm.negate:
                         out[s.family] |= _ips(s, s.members)
+    _JUMPS.rotate()
     return out
 
 

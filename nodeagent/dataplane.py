@@ -142,10 +142,13 @@ def _member_ok_fast(s: IPSet, m: str) -> bool:
         return False
 
 
+_REFS = RenderCache()
+
+
 def _refs(chain: Chain) -> tuple[frozenset[str], frozenset[str]]:
-    """(sets, jump targets) a chain's rules name."""
-    return (frozenset(sm.set for r in chain.rules for sm in r.sets),
-            frozenset(r.target for r in chain.rules if r.action == "JUMP"))
+    """(sets, jump targets) a chain's rules name (cached by identity)."""
+    return _REFS.get(chain, lambda: (frozenset(sm.set for r in chain.rules for sm in r.sets),
+                                     frozenset(r.target for r in chain.rules if r.action == "JUMP")))
 
 
 def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
@@ -191,6 +194,7 @@ def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
                     ch = Chain(cname, ())  # checked when it arrived; what it names is unchanged
             chains[cname] = ch
         fams.append(FamilyState(chains, fs.hooks))
+    _REFS.rotate()
     validate(NodeState(state.node, light, fams[0], fams[1]))
 
 
@@ -227,6 +231,7 @@ class Dataplane:
         self._iptc: Any = None
         self._dcache = DigestCache()
         self._render = RenderCache()
+        self._encoder = state_store.Encoder()
         self._dmemo: list[tuple[NodeState, str]] = []  # the last few (state, digest), by identity
         self._validated: NodeState | None = None  # the last state that passed validation
         self._persist_task: asyncio.Task[None] | None = None
@@ -366,7 +371,8 @@ class Dataplane:
         while self._persist_next is not None:
             st, self._persist_next = self._persist_next, None
             try:
-                await asyncio.to_thread(state_store.save, self.settings.state_dir, st)
+                await asyncio.to_thread(state_store.save, self.settings.state_dir, st, self._digest(st),
+                                        self._encoder)
             except OSError as e:
                 log.error("cannot persist the applied state in %s: %s", self.settings.state_dir, e)
 

@@ -138,9 +138,9 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
     rules_change = any(fam_chains[f] or fam_delete[f] or fam_hooks[f] for f in FAMILIES)
     # The atomic switch: content changes of sets used by desired rules, in a
     # round that also changes rules; header changes always.
-    used = {sm.set for f in FAMILIES for c in desired.family(f).chains.values() for r in c.rules for sm in r.sets}
     switch_names = set(recreate)
-    if rules_change:
+    if rules_change and (members or replace):
+        used = {sm.set for f in FAMILIES for c in desired.family(f).chains.values() for r in c.rules for sm in r.sets}
         switch_names |= {m.name for m in members if m.name in used} | {n for n in replace if n in used}
     switch: dict[str, str] = {}
     switch_fill: dict[str, MemberChange | None] = {}

@@ -414,3 +414,16 @@ async def test_incremental_validation_still_catches(make_dp: MakeDp, fake: FakeK
     res = await dp.apply(change(st))  # unchanged chains are the same objects: the skip path
     assert not res.ok and needle in res.error, res.error
     assert dp.applied_digest == digest(st)
+
+
+def test_state_file_round_trip(tmp_path: object) -> None:
+    from nodeagent import state_store
+
+    st = policy_state(comment='a "quoted" / comment')
+    enc = state_store.Encoder()
+    state_store.save(str(tmp_path), st, encoder=enc)
+    assert state_store.load(str(tmp_path)) == st
+    st2 = policy_state(peers=frozenset({"198.18.0.9"}))  # reuses cached fragments of unchanged objects
+    state_store.save(str(tmp_path), st2, encoder=enc)
+    loaded = state_store.load(str(tmp_path))
+    assert loaded == st2 and digest(loaded) == digest(st2)
