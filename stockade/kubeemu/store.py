@@ -43,6 +43,7 @@ from stockade.kubeemu.selectors import Matcher
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})  # the apiserver refuses to delete these
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -323,6 +324,9 @@ class Store:
             raise errors.conflict(rt.group, rt.plural, name, f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {old['metadata'].get('uid')}")
         if pre.get("resourceVersion") not in (None, "") and str(pre["resourceVersion"]) != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.group, rt.plural, name, f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {old['metadata']['resourceVersion']}")
+        if rt.key == ("", "namespaces") and name in IMMORTAL_NAMESPACES:
+            raise errors.ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                  {"name": name, "kind": "namespaces"})
         if dry_run:
             return self._view(rt, old)
         if rt.key == ("", "namespaces"):

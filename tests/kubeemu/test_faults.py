@@ -234,3 +234,17 @@ async def test_events_and_cut_are_not_starved_by_due_bookmarks() -> None:
             fast.faults.cut_watches()
             with pytest.raises(aiohttp.ClientPayloadError):
                 await asyncio.wait_for(resp.content.read(), 5)
+
+
+async def test_bad_gateway_html_then_silent_reconnect_without_timeout(emu: KubeEmulator, api: Any) -> None:
+    """Watch helper without timeout_seconds: the HTML lines come out as str events, then it reconnects."""
+    core = client.CoreV1Api(api)
+    emu.faults.bad_gateway_next(1, path_prefix="/api/v1/namespaces/default/pods")
+    emu.store.create("pods", pod("a"), "default")
+    seen: list[Any] = []
+    async with watch.Watch() as w:
+        stream = w.stream(core.list_namespaced_pod, "default", resource_version=str(emu.store.resource_version - 1))
+        while not seen or isinstance(seen[-1], str):
+            seen.append(await stream_one(stream))
+    assert all(isinstance(e, str) for e in seen[:-1]) and "502 Bad Gateway" in "".join(seen[:-1])
+    assert seen[-1]["type"] == "ADDED" and seen[-1]["object"].metadata.name == "a"

@@ -57,6 +57,7 @@ def test_create_fills_what_the_apiserver_owns() -> None:
         pytest.param(lambda s: s.delete("pods", "a", "default", {"uid": "nope"}), 409, "Conflict",
                      id="delete-uid-precondition"),
         pytest.param(lambda s: s.list("pods", rv=999), 504, "Timeout", id="too-large-rv"),
+        pytest.param(lambda s: s.delete("namespaces", "default"), 403, "Forbidden", id="immortal-namespace"),
     ],
 )
 def test_errors(action: Any, code: int, reason: str) -> None:
