@@ -14,7 +14,7 @@ node-0 (same node):
 * the time ``stockade lab run`` takes for all 18 recipe cases.
 
 How "observed" is timed: probes are launched every ``--interval`` seconds
-(10 ms) from the moment of the write, each with a short timeout; the
+(10 ms) from just before the write is sent, each with a short timeout; the
 latency is the *start* time of the earliest probe whose verdict is the new
 one (a SYN that was dropped when sent, or one that got through).  So the
 figure includes the watch, the controller's compile, the gRPC push, the
@@ -119,8 +119,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.changes):
             src = f"{NS}/client" if i % 2 == 0 else f"{NS}/neighbour"
             t0 = loop.time()
+            watch = asyncio.create_task(first_observed(lab, src, "deny", t0, args.interval, args.probe_timeout))
             await pipe.write([deny_all])
-            create.append(await first_observed(lab, src, "deny", t0, args.interval, args.probe_timeout))
+            create.append(await watch)
             await pipe.wait_converged(await pipe.write([ObjectOp("NetworkPolicy", NS, "deny", None)]))
         out["policy_create"] = create
 
@@ -135,9 +136,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             want = "deny" if label == "other" else "allow"
             obj = cases.pod_object(PodDecl(NS, "client", {"app": label}, p.ports, 1), ip, 1)
             t0 = loop.time()
+            watch = asyncio.create_task(first_observed(lab, f"{NS}/client", want, t0, args.interval,
+                                                       args.probe_timeout))
             await pipe.write([ObjectOp("Pod", NS, "client", obj)])
-            relabel.append((want, await first_observed(lab, f"{NS}/client", want, t0, args.interval,
-                                                       args.probe_timeout)))
+            relabel.append((want, await watch))
             await pipe.wait_converged()
         out["pod_relabel"] = [x for _, x in relabel]
         out["pod_relabel_to_deny"] = [x for w, x in relabel if w == "deny"]

@@ -59,6 +59,7 @@ class Lab:
         os.makedirs(self.state.workdir, exist_ok=True)
         phases = self.plan.base_batches()
         check_ifnames(phases)
+        await asyncio.to_thread(netns.ensure_br_netfilter)
         await asyncio.to_thread(netns.add_namespaces, names)
         await asyncio.to_thread(netns.run_phases, phases)
 

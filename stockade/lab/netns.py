@@ -84,6 +84,19 @@ def run_phases(phases: list[list[Batch]]) -> None:
             raise NetnsError("; ".join(errors))
 
 
+def ensure_br_netfilter() -> None:
+    """Make bridged traffic visible to iptables: load ``br_netfilter`` (a
+    host-wide module load; built into some kernels) so that every
+    namespace has ``net.bridge.bridge-nf-call-iptables``.  The setting
+    itself is made per node namespace by the topology."""
+    if os.path.isdir("/proc/sys/net/bridge"):
+        return
+    r = subprocess.run(["modprobe", "br_netfilter"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    if not os.path.isdir("/proc/sys/net/bridge"):
+        raise NetnsError(f"br_netfilter is not available (modprobe: {r.stderr.strip() or r.returncode}); "
+                         "bridged traffic would bypass iptables (try --mode routed)")
+
+
 def list_namespaces(prefix: str = NS_PREFIX) -> list[str]:
     try:
         return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))

@@ -9,8 +9,10 @@ of the pipeline exists.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 
 from stockade import cases
 from stockade.cases import ObjectOp
+from stockade.lab import netns
 from stockade.lab.runner import CaseRun
 
 from .conftest import leftovers
@@ -168,3 +171,28 @@ def test_unusable_case_file_exits_2_and_runs_nothing(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "bad.json" in r.stderr and "probes[0]" in r.stderr
     assert '"mode": "lab"' in r.stdout
+
+
+def test_interrupted_lab_run_removes_everything() -> None:
+    recipe = Path(__file__).resolve().parents[2] / "stockade/lab/recipes/recipe-02-limit-traffic-to-an-application.json"
+    before = set(netns.list_namespaces("stklab-"))
+    p = subprocess.Popen([sys.executable, "-m", "stockade.cli", "lab", "run", str(recipe)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runid = ""
+    try:
+        deadline = time.monotonic() + 20
+        while not runid and time.monotonic() < deadline:
+            new = set(netns.list_namespaces("stklab-")) - before
+            pods = [n for n in new if n.rsplit("-", 1)[1].startswith("p")]
+            runid = pods[0].split("-")[1] if pods else ""  # pods wired: the lab is half built
+            time.sleep(0.01)
+        assert runid, "the run built no lab"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
+        assert "interrupted; lab torn down" in err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert leftovers(runid) == []
