@@ -183,8 +183,14 @@ def canonical_cidr(text: str) -> str | None:
         return None
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def canonical_ip(text: str) -> str | None:
     """Canonical address text, None if ``text`` is not an address."""
+    if _CANONICAL_V4.fullmatch(text) is not None:  # the common case, already canonical
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -270,6 +276,11 @@ def parse_namespace(obj: Any) -> Namespace:
     return Namespace(name, labels)
 
 
+@lru_cache(maxsize=8192)
+def _container_port(num: int, proto: str, name: str) -> ContainerPort:
+    return ContainerPort(num, proto, name)  # type: ignore[arg-type]  # proto checked by the caller
+
+
 def _container_ports(spec: dict[str, Any]) -> tuple[ContainerPort, ...]:
     out: list[ContainerPort] = []
     groups = [("spec.containers", _list(spec.get("containers"), "spec.containers"))]
@@ -278,20 +289,29 @@ def _container_ports(spec: dict[str, Any]) -> tuple[ContainerPort, ...]:
         groups.append(("spec.initContainers", inits))
     for base, containers in groups:
         for ci, c in enumerate(containers):
-            cf = f"{base}[{ci}]"
-            c = _obj(c, cf)
+            if not isinstance(c, dict):
+                _obj(c, f"{base}[{ci}]")  # raises
+                continue
             if base == "spec.initContainers" and c.get("restartPolicy") != "Always":
                 continue  # only sidecar init containers keep serving
-            for pi, p in enumerate(_list(c.get("ports"), f"{cf}.ports")):
-                pf = f"{cf}.ports[{pi}]"
-                p = _obj(p, pf)
+            ports = c.get("ports")
+            if not ports:
+                continue
+            for pi, p in enumerate(_list(ports, f"{base}[{ci}].ports")):
+                if not isinstance(p, dict):
+                    _obj(p, f"{base}[{ci}].ports[{pi}]")
+                    continue
                 num = p.get("containerPort")
-                if not isinstance(num, int) or isinstance(num, bool) or not 0 < num < 65536:
-                    raise ParseError(f"{pf}.containerPort", f"must be a port number 1-65535, not {num!r}")
                 proto = p.get("protocol") or "TCP"
+                name = p.get("name") or ""
+                if type(num) is not int or not 0 < num < 65536:
+                    raise ParseError(f"{base}[{ci}].ports[{pi}].containerPort",
+                                     f"must be a port number 1-65535, not {num!r}")
                 if proto not in PROTOCOLS:
-                    raise ParseError(f"{pf}.protocol", f"unsupported protocol {proto!r}")
-                out.append(ContainerPort(num, proto, _str(p.get("name"), f"{pf}.name")))
+                    raise ParseError(f"{base}[{ci}].ports[{pi}].protocol", f"unsupported protocol {proto!r}")
+                if not isinstance(name, str):
+                    raise ParseError(f"{base}[{ci}].ports[{pi}].name", f"must be a string, not {type(name).__name__}")
+                out.append(_container_port(num, proto, name))
     return tuple(out)
 
 
@@ -515,8 +535,50 @@ def _port_num(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_Problems = tuple[tuple[str, str], ...]  # (field suffix, message)
+_CACHEABLE_PORT = (int, str, type(None))
+
+
+def _port_entry(proto: Any, port: Any, end: Any) -> tuple[PortSpec, _Problems]:
+    """``ValidateNetworkPolicyPort`` for one entry's values."""
+    probs: list[tuple[str, str]] = []
+    if proto is None:
+        proto = "TCP"
+    elif proto not in PROTOCOLS:
+        probs.append((".protocol", f"unsupported protocol {proto!r}: supported values are TCP, UDP, SCTP"))
+        proto = "TCP"
+    if end is not None and not _port_num(end):
+        probs.append((".endPort", f"must be an integer, not {end!r}"))
+        end = None
+    if port is None:
+        if end is not None:
+            probs.append((".endPort", "may not be specified when port is not specified"))
+    elif _port_num(port):
+        if not 1 <= port <= 65535:
+            probs.append((".port", f"{port} must be between 1 and 65535, inclusive"))
+        if end is not None:
+            if end < port:
+                probs.append((".endPort", f"{end} must be greater than or equal to port {port}"))
+            if not 1 <= end <= 65535:
+                probs.append((".endPort", f"{end} must be between 1 and 65535, inclusive"))
+            if end == port:
+                end = None
+    elif isinstance(port, str):
+        if end is not None:
+            probs.append((".endPort", f"may not be specified when port is a named port ({port!r})"))
+        prob = _port_name_problem(port)
+        if prob:
+            probs.append((".port", f"invalid port name {port!r}: {prob}"))
+    else:
+        probs.append((".port", f"must be a port number or a port name, not {port!r}"))
+        port = None
+    return PortSpec(proto, port, end), tuple(probs)
+
+
+_port_entry_cached = lru_cache(maxsize=4096)(_port_entry)
+
+
 def _ports(raw: Any, path: str, errs: _Errors) -> tuple[PortSpec, ...]:
-    """``ValidateNetworkPolicyPort`` for each entry."""
     out: list[PortSpec] = []
     for i, p in enumerate(errs.lst(raw, path)):
         pp = f"{path}[{i}]"
@@ -524,67 +586,63 @@ def _ports(raw: Any, path: str, errs: _Errors) -> tuple[PortSpec, ...]:
         if p is None:
             p = {}
         errs.known(p, pp, _PORT)
-        proto = p.get("protocol")
-        if proto is None:
-            proto = "TCP"
-        elif proto not in PROTOCOLS:
-            errs.add(f"{pp}.protocol", f"unsupported protocol {proto!r}: supported values are TCP, UDP, SCTP")
-            proto = "TCP"
-        port = p.get("port")
-        end = p.get("endPort")
-        if end is not None and not _port_num(end):
-            errs.add(f"{pp}.endPort", f"must be an integer, not {end!r}")
-            end = None
-        if port is None:
-            if end is not None:
-                errs.add(f"{pp}.endPort", "may not be specified when port is not specified")
-        elif _port_num(port):
-            if not 1 <= port <= 65535:
-                errs.add(f"{pp}.port", f"{port} must be between 1 and 65535, inclusive")
-            if end is not None:
-                if end < port:
-                    errs.add(f"{pp}.endPort", f"{end} must be greater than or equal to port {port}")
-                if not 1 <= end <= 65535:
-                    errs.add(f"{pp}.endPort", f"{end} must be between 1 and 65535, inclusive")
-                if end == port:
-                    end = None
-        elif isinstance(port, str):
-            if end is not None:
-                errs.add(f"{pp}.endPort", f"may not be specified when port is a named port ({port!r})")
-            prob = _port_name_problem(port)
-            if prob:
-                errs.add(f"{pp}.port", f"invalid port name {port!r}: {prob}")
+        proto, port, end = p.get("protocol"), p.get("port"), p.get("endPort")
+        # 1 == True == 1.0 to a cache: only exact int/str/None values are cached
+        if type(port) in _CACHEABLE_PORT and type(end) in _CACHEABLE_PORT and type(proto) in _CACHEABLE_PORT:
+            spec, probs = _port_entry_cached(proto, port, end)
         else:
-            errs.add(f"{pp}.port", f"must be a port number or a port name, not {port!r}")
-            port = None
-        out.append(PortSpec(proto, port, end))
+            spec, probs = _port_entry(proto, port, end)
+        for suffix, msg in probs:
+            errs.add(pp + suffix, msg)
+        out.append(spec)
     return tuple(out)
 
 
-def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
+def _except_key(c: str) -> tuple[bytes, str]:
+    return ipaddress.ip_network(c).network_address.packed, c
+
+
+@lru_cache(maxsize=16384)
+def _ip_block_entry(cidr_raw: str, excepts_raw: tuple[str, ...]) -> tuple[IPBlock, _Problems]:
     """``ValidateIPBlock``: a CIDR, and excepts strictly within it."""
+    cidr = canonical_cidr(cidr_raw)
+    if cidr is None:
+        return IPBlock("0.0.0.0/0"), ((".cidr", f"{cidr_raw!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"),)
+    net = ipaddress.ip_network(cidr)
+    probs: list[tuple[str, str]] = []
+    excepts: set[str] = set()
+    for i, ex in enumerate(excepts_raw):
+        exc = canonical_cidr(ex)
+        if exc is None:
+            probs.append((f".except[{i}]", f"{ex!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+            continue
+        en = ipaddress.ip_network(exc)
+        if en.version != net.version or not en.subnet_of(net) or en.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
+            probs.append((f".except[{i}]", f"{ex} is not within cidr {cidr_raw} (must be a strict subset)"))
+            continue
+        excepts.add(exc)
+    return IPBlock(cidr, tuple(sorted(excepts, key=_except_key))), tuple(probs)
+
+
+def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
     errs.known(raw, path, _IPBLOCK)
     cidr_raw = raw.get("cidr")
     if not cidr_raw:
         errs.add(f"{path}.cidr", "required")
         return IPBlock("0.0.0.0/0")
-    if not isinstance(cidr_raw, str) or (cidr := canonical_cidr(cidr_raw)) is None:
+    if not isinstance(cidr_raw, str):
         errs.add(f"{path}.cidr", f"{cidr_raw!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
         return IPBlock("0.0.0.0/0")
-    net = ipaddress.ip_network(cidr)
-    excepts: set[str] = set()
-    for i, ex in enumerate(errs.lst(raw.get("except"), f"{path}.except")):
-        ep = f"{path}.except[{i}]"
-        exc = canonical_cidr(ex) if isinstance(ex, str) else None
-        if exc is None:
-            errs.add(ep, f"{ex!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
-            continue
-        en = ipaddress.ip_network(exc)
-        if en.version != net.version or not en.subnet_of(net) or en.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
-            errs.add(ep, f"{ex} is not within cidr {cidr_raw} (must be a strict subset)")
-            continue
-        excepts.add(exc)
-    return IPBlock(cidr, tuple(sorted(excepts, key=lambda c: (ipaddress.ip_network(c).network_address.packed, c))))
+    ex_list = errs.lst(raw.get("except"), f"{path}.except")
+    bad = [i for i, e in enumerate(ex_list) if not isinstance(e, str)]
+    for i in bad:
+        errs.add(f"{path}.except[{i}]", f"{ex_list[i]!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+    if bad:
+        return IPBlock("0.0.0.0/0")
+    block, probs = _ip_block_entry(cidr_raw, tuple(ex_list))
+    for suffix, msg in probs:
+        errs.add(path + suffix, msg)
+    return block
 
 
 def _peers(raw: Any, path: str, errs: _Errors) -> tuple[Peer, ...]:
