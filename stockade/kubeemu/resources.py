@@ -82,6 +82,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", False, ("pc",)),
     _rt("coordination.k8s.io/v1", "leases", "Lease", True),
     _rt("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", True),
+    _rt("events.k8s.io/v1", "events", "Event", True, ("ev",)),
 )
 
 

@@ -155,3 +155,14 @@ def test_generate_name_is_deterministic_with_seeded_rng() -> None:
     assert a.startswith("x-") and len(a) == 7
     assert store.registry.resolve("netpol").plural == "networkpolicies"
     assert store.registry.resolve("deployments.apps").kind == "Deployment"
+
+
+def test_put_creates_then_replaces_including_status() -> None:
+    store, events = make_store()
+    store.put("pods", pod("a", ip="10.0.0.1"))
+    store.put("pods", {**pod("a", ip="10.0.0.2"), "metadata": {**pod("a")["metadata"], "resourceVersion": "1"}})
+    assert store.get("pods", "a", "default")["status"]["podIP"] == "10.0.0.2"
+    store.put("nodes", {"metadata": {"name": "n1", "labels": {"x": "1"}}})
+    store.put("nodes", {"metadata": {"name": "n1", "labels": {"x": "2"}}})
+    assert store.get("nodes", "n1")["metadata"]["labels"] == {"x": "2"}
+    assert [e.type for e in events] == ["ADDED", "MODIFIED", "ADDED", "MODIFIED"]
