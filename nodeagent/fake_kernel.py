@@ -333,6 +333,10 @@ class FakeKernel:
             raise CmdError(f"Couldn't load target `{chain}':No such file or directory" if op != "-X"
                            else "No chain/target/match by that name.")
         rules = t.chains[chain]
+        if op in ("-A", "-I") and "-j" in w:
+            target = w[w.index("-j") + 1]
+            if target not in _TARGETS and target not in t.chains:
+                raise CmdError(f"Couldn't load target `{target}':No such file or directory")
         if op == "-A":
             rules.append(self._args_text(w[2:]))
         elif op == "-I":
