@@ -36,7 +36,9 @@ The semantics, one place:
   ports (name and protocol), per pod; to a destination that is not an
   enforced pod a named port never matches.
 * Traffic from the destination pod's own node (its addresses, or a
-  hostNetwork pod on it) is always allowed in (kubelet probes).
+  hostNetwork pod on it) is always allowed in (kubelet probes), and a pod's
+  traffic to itself never leaves its network namespace: always allowed
+  (the upstream docs: policies cannot block loopback or the resident node).
 
 What not: no Services, no AdminNetworkPolicy, no conntrack/reply traffic (a
 connection allowed one way is allowed back), no I/O.
@@ -411,6 +413,10 @@ def decide(cluster: Cluster, src: str, dst: str, port: int, protocol: Protocol =
     if not 0 < port < 65536:
         raise OracleError(f"port {port} is not between 1 and 65535")
     s, d = resolve(cluster, src, dst, family)
+    if s.pod is not None and d.pod is not None and s.pod.key == d.pod.key:
+        why = f"{s.name} to itself never leaves its network namespace (always allowed)"
+        eg, ing = DirectionVerdict("egress", False, True, reason=why), DirectionVerdict("ingress", False, True, reason=why)
+        return Decision(True, eg, ing, s, d, port, protocol)
     eg = _side(cluster, "egress", s, d, port, protocol, d)
     ing = _side(cluster, "ingress", d, s, port, protocol, d)
     return Decision(eg.allowed and ing.allowed, eg, ing, s, d, port, protocol)

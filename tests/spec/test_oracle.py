@@ -57,7 +57,7 @@ def sel(**labels: str) -> dict[str, Any]:
 
 B = sel(app="b")  # selects x/b
 DENY_ALL_X = np({"podSelector": {}})
-DENY_EGRESS_X = np({"podSelector": {}, "policyTypes": ["Egress"]})
+DENY_EGRESS_X = np({"podSelector": {}, "policyTypes": ["Egress"]}, name="deny-egress")
 
 
 def from_(*peers: Any, ports: Any = None, target: Any = B) -> dict[str, Any]:
@@ -218,6 +218,7 @@ TABLE = [
     pytest.param([DENY_ALL_X], NODE0, "x/a", 80, "TCP", True, None, id="own-node-always-allowed"),
     pytest.param([DENY_ALL_X], NODE1, "x/a", 80, "TCP", False, None, id="other-node-not-exempt"),
     pytest.param([DENY_ALL_X], "x/host", "x/a", 80, "TCP", True, None, id="hostnetwork-pod-same-node-allowed"),
+    pytest.param([DENY_ALL_X, DENY_EGRESS_X], "x/a", "x/a", 80, "TCP", True, None, id="pod-to-itself-always-allowed"),
     pytest.param([DENY_ALL_X], "x/host", "x/b", 8080, "TCP", False, None, id="hostnetwork-pod-other-node-denied"),
     pytest.param([DENY_EGRESS_X, DENY_ALL_X], "x/host", "y/a", 80, "TCP", True, None,
                  id="hostnetwork-pod-never-selected"),
@@ -257,8 +258,8 @@ def test_reasons_name_policy_rule_and_direction() -> None:
     assert d.ingress.allowed_by == (RuleRef("x/two", "ingress", 0),)
     d2 = decide(c, "x/a", "x/b", 8080)
     assert not d2.allowed
-    assert d2.egress.policies == ("x/p",) and d2.egress.allowed_by == ()
-    assert "isolated by x/p; no egress rule matches" in d2.egress.reason
+    assert d2.egress.policies == ("x/deny-egress",) and d2.egress.allowed_by == ()
+    assert "isolated by x/deny-egress; no egress rule matches" in d2.egress.reason
     assert d2.ingress.allowed_by == (RuleRef("x/one", "ingress", 1), RuleRef("x/two", "ingress", 0))
     doc = d2.to_json()
     json.dumps(doc)
