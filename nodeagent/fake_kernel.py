@@ -26,7 +26,6 @@ check).  ``fail_next`` injects failures.  Not a packet simulator.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import re
 import shlex
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from .kernel import CmdResult
 
 BUILTINS = ("INPUT", "FORWARD", "OUTPUT")
+_MATCH_SET = re.compile(r"--match-set (\S+)")
 _TARGETS = {"ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "NFLOG", "LOG", "CONNMARK"}
 
 
@@ -107,6 +107,7 @@ class FakeKernel:
     def set_referenced(self, name: str) -> bool:
         pat = f"--match-set {name} "
         return any(pat in r for t in self.tables.values() for rs in t.chains.values() for r in rs)
+
 
     # -- the Kernel interface
     async def run(self, argv: Sequence[str], stdin: str | None = None, *, timeout: float = 30.0) -> CmdResult:
@@ -278,6 +279,7 @@ class FakeKernel:
     def _restore(self, flavour: str, fam: str, text: str, noflush: bool) -> None:
         key = (flavour, fam)
         work: FTable | None = None
+        added: list[str] = []  # rules appended/inserted in the open transaction
         for no, line in enumerate(text.splitlines(), 1):
             s = line.strip()
             if not s or s.startswith("#"):
@@ -286,14 +288,16 @@ class FakeKernel:
                 if s.startswith("*"):
                     if s != "*filter":
                         raise CmdError(f"table '{s[1:]}' is not supported by the fake")
-                    work = copy.deepcopy(self.table(flavour, fam))
+                    cur = self.table(flavour, fam)
+                    work = FTable({c: list(r) for c, r in cur.chains.items()}, dict(cur.policy), dict(cur.counters))
+                    added = []
                     if not noflush:
                         work = FTable()
                     continue
                 if work is None:
                     raise CmdError("no table specified")
                 if s == "COMMIT":
-                    self._check(work, fam)
+                    self._check(added, fam)
                     self.tables[key] = work
                     work = None
                     continue
@@ -304,7 +308,10 @@ class FakeKernel:
                     else:
                         work.chains[name] = []
                     continue
-                self._rule_cmd(work, shlex.split(s))
+                words = shlex.split(s)
+                self._rule_cmd(work, words)
+                if words[0] in ("-A", "-I"):
+                    added.append(s)
             except CmdError as e:
                 raise CmdError(f"{e}\niptables-restore: line {no} failed") from None
             except (ValueError, IndexError):
@@ -372,21 +379,15 @@ class FakeKernel:
         else:
             raise CmdError(f"unknown option {op!r}")
 
-    def _check(self, t: FTable, fam: str) -> None:
-        for _c, rules in t.chains.items():
-            for r in rules:
-                words = shlex.split(r)
-                if "-j" in words:
-                    target = words[words.index("-j") + 1]
-                    if target not in _TARGETS and target not in t.chains:
-                        raise CmdError(f"Couldn't load target `{target}':No such file or directory")
-                for i, wd in enumerate(words):
-                    if wd == "--match-set":
-                        s = self.sets.get(words[i + 1])
-                        if s is None:
-                            raise CmdError(f"Set {words[i + 1]} doesn't exist.")
-                        if s.family != fam:
-                            raise CmdError(f"The protocol family of set {words[i + 1]} is not {fam}")
+    def _check(self, added: list[str], fam: str) -> None:
+        """At COMMIT: the sets the new rules match on must exist, in the family."""
+        for r in added:
+            for m in _MATCH_SET.finditer(r):
+                s = self.sets.get(m.group(1))
+                if s is None:
+                    raise CmdError(f"Set {m.group(1)} doesn't exist.")
+                if s.family != fam:
+                    raise CmdError(f"The protocol family of set {m.group(1)} is not {fam}")
 
     # -- conntrack
     def _conntrack(self, args: tuple[str, ...]) -> str:

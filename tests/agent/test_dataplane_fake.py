@@ -62,7 +62,7 @@ async def test_policy_rules_changed_rewrites_only_its_chain(make_dp: MakeDp, fak
             inputs.append(stdin)
         return await orig(argv, stdin, **kw)  # type: ignore[arg-type]
 
-    fake.run = spy  # type: ignore[method-assign]
+    fake.run = spy  # type: ignore[method-assign,assignment]
     res = await dp.apply(policy_state(port=(9090, 9090)))
     assert res.ok and res.writes == 1
     assert len(inputs) == 1
@@ -125,7 +125,7 @@ async def test_no_intermediate_state_is_looser_than_both(make_dp: MakeDp, fake: 
         seen.append({p: allowed(fake, p) for p in PROBES})
         return res
 
-    fake.run = watch  # type: ignore[method-assign]
+    fake.run = watch  # type: ignore[method-assign,assignment]
     assert (await dp.apply(new)).ok
     assert seen[-1] == after
     for step, snap in enumerate(seen):

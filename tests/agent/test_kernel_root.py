@@ -21,7 +21,7 @@ from nodeagent.dataplane import Dataplane, DataplaneSettings, cleanup, read_view
 from nodeagent.kernel import SubprocessKernel, Tools
 from nodeagent.plan import make_plan
 from nodeagent.restore_builder import expected_view
-from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, digest
+from stockade.state import FAMILIES, Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, digest
 
 from .netlab import Lab, sh
 from .states import policy_state
@@ -99,9 +99,9 @@ async def test_rules_read_back_exactly(routed: Lab, tmp_path: object, flavour: s
     assert res.ok, (res.error, res.failed_input)
     view = await read_view(dp.kernel, saver(flavour))
     want = expected_view(st)
-    for fam in ("inet", "inet6"):
-        for name, rules in want.family(fam).chains.items():  # type: ignore[arg-type]
-            assert [r.line for r in view.family(fam).chains[name]] == [r.line for r in rules]  # type: ignore[arg-type]
+    for fam in FAMILIES:
+        for name, rules in want.family(fam).chains.items():
+            assert [r.line for r in view.family(fam).chains[name]] == [r.line for r in rules]
     assert view.sets == want.sets
     assert make_plan(st, view).is_empty()
     assert (await dp.reconcile()).writes == 0
