@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -216,7 +217,11 @@ def main(argv: list[str]) -> int:
             if r.error:
                 print(f"stockade evaluate: {item.name}: {r.probe.field}: {r.error}", file=err)
     doc = cases.result_document("evaluate", results)
-    cases.write_result(doc, out)
+    try:
+        cases.write_result(doc, out)
+        out.flush()
+    except BrokenPipeError:  # `stockade evaluate ... | head`: the reader left; keep the exit status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as the Python docs advise
     if disagreements:
         print(f"stockade evaluate: {disagreements} probe(s) where the compiled rules and the oracle disagree",
               file=err)
