@@ -156,7 +156,13 @@ class Runner:
             return cases.ProbeResult(step, p, "deny", f"cannot decide: {e}")
         observed = d.verdict
         if self.compiled is not None:
-            walked = "allow" if self.compiled.decide(d.src, d.dst, p.port, proto) else "deny"
+            try:
+                walked = "allow" if self.compiled.decide(d.src, d.dst, p.port, proto) else "deny"
+            except Exception as e:  # a broken compiled state must be loud, never a verdict
+                self.disagreements += 1
+                print(f"stockade evaluate: case {self.case.name} ({p.field}): the compiled path failed: "
+                      f"{type(e).__name__}: {e}", file=self.err)
+                return cases.ProbeResult(step, p, observed, f"compiled path failed: {e}")
             if walked != observed:
                 self.disagreements += 1
                 where = f"step {step!r}" if step is not None else "top-level"

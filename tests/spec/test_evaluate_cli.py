@@ -148,3 +148,17 @@ def test_oracle_only_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     p.write_text(json.dumps(case()))
     rc, doc, _ = run(capsys, p, extra=("--oracle-only",))
     assert rc == 0 and doc["passed"] == 8
+
+
+def test_compiled_path_failure_is_loud(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: evaluate_cli.Compiled, *a: Any) -> bool:
+        raise ValueError("jump to a missing chain")
+
+    monkeypatch.setattr(evaluate_cli.Compiled, "decide", broken)
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(case(steps=[])))
+    rc, doc, err = run(capsys, p)
+    assert rc == 1 and doc["failed"] == 5
+    assert doc["cases"][0]["results"][0]["error"] == "compiled path failed: jump to a missing chain"
+    assert "case crafted (probes[0]): the compiled path failed: ValueError: jump to a missing chain" in err
