@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -131,15 +131,16 @@ class ApplyError(Exception):
         self.stdin = stdin
 
 
-def _member_ok_fast(s: IPSet, m: str) -> bool:
-    """The common case (canonical IPv4 address in a hash:ip set) at C speed;
-    False means "ask check_member", not "invalid"."""
-    if s.type != "hash:ip" or s.family != "inet":
-        return False
-    try:
-        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, m)) == m
-    except OSError:
-        return False
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_LINES = re.compile(rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}\n)*")
+
+
+def _all_canonical_ipv4(members: frozenset[str]) -> bool:
+    """Every member is a canonical dotted-quad IPv4 address: one regex over
+    all of them (50,000 members in a few ms); False means "check one by one"."""
+    text = "\n".join(members) + "\n"
+    # a member with an embedded newline would pass as two: count the lines too
+    return bool(members) and text.count("\n") == len(members) and _IPV4_LINES.fullmatch(text) is not None
 
 
 _REFS = RenderCache()
@@ -174,8 +175,8 @@ def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
         if s.type not in SET_TYPES or s.family not in FAMILIES:
             light[name] = s  # validate() names the problem
             continue
-        for m in fresh_m:
-            if not _member_ok_fast(s, m):
+        if not (s.type == "hash:ip" and s.family == "inet" and _all_canonical_ipv4(fresh_m)):
+            for m in fresh_m:
                 check_member(s, m, f"sets[{name!r}].members")
         for m in fresh_n:
             check_member(s, m, f"sets[{name!r}].nomatch")

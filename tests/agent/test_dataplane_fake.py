@@ -190,6 +190,10 @@ async def test_failed_apply_keeps_previous_state_and_retries(make_dp: MakeDp, fa
     pytest.param(NodeState("n1", {"stkx": IPSet("stkx", "hash:ip", "inet4", frozenset())}),  # type: ignore[arg-type]
                  id="unknown-family"),
     pytest.param(NodeState("n1", {"other": IPSet("other", "hash:ip", "inet")}), id="foreign-set-name"),
+    pytest.param(NodeState("n1", {"stkx": IPSet("stkx", "hash:ip", "inet", frozenset({"198.18.0.1\n198.18.0.2"}))}),
+                 id="member-with-newline"),
+    pytest.param(NodeState("n1", {"stkx": IPSet("stkx", "hash:ip", "inet", frozenset({"198.18.0.01"}))}),
+                 id="member-not-canonical"),
 ])
 async def test_garbage_rejected_last_good_kept(make_dp: MakeDp, fake: FakeKernel, bad: NodeState) -> None:
     dp = make_dp()
