@@ -268,11 +268,12 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
     hooks: list[tuple[Family, tuple[Hook, ...]]] = []
     for fam in FAMILIES:
         of, nf = old.family(fam), new.family(fam)
-        for cname, c in nf.chains.items():
-            oc = of.chains.get(cname)
-            if oc is not c and oc != c:
-                cups.append((fam, c))
-        crem.extend((fam, n) for n in sorted(of.chains) if n not in nf.chains)
+        if of.chains is not nf.chains:  # shared (unchanged) chain maps: nothing to compare
+            for cname, c in nf.chains.items():
+                oc = of.chains.get(cname)
+                if oc is not c and oc != c:
+                    cups.append((fam, c))
+            crem.extend((fam, n) for n in sorted(of.chains) if n not in nf.chains)
         if of.hooks != nf.hooks:
             hooks.append((fam, nf.hooks))
     return NodeDelta(new.node, tuple(sorted(ups, key=lambda s: s.name)), removed,
