@@ -2,7 +2,7 @@
 
 Every name is a pure function of a *content key* (a normalised selector
 pair, an ipBlock, a named port, a policy key), hashed with sha256 and
-written in base32, so every controller replica computes byte-identical
+written in hex, so every controller replica computes byte-identical
 names and equal keys share one set.  Names stay inside Stockade's prefixes
 and the kernel's limits (``stk...`` <= 31 characters for ipsets,
 ``STOCKADE-...`` <= 28 for chains); IPv4 and IPv6 sets carry the family
@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from stockade.state import CHAIN_PREFIX, MAX_CHAIN_NAME, MAX_SET_NAME, SET_PREFIX, Family
 
-HASH_CHARS = 16  # 80 bits of sha256: collisions are not a practical concern
+HASH_CHARS = 16  # 64 bits of sha256: a collision needs ~2**32 names
 
 # Fixed chains (per family).
 FORWARD_CHAIN = "STOCKADE-FORWARD"
@@ -34,15 +34,9 @@ PORT = "q"  # (pod IP, proto:port) of a named port over a pod group
 TARGET = "t"  # the node's own pods selected by a policy's podSelector
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-
-
 def content_hash(key: str) -> str:
-    """``HASH_CHARS`` base32 characters of sha256(key) (the first 16
-    characters of ``base64.b32encode(digest)``, computed without its
-    slow pure-Python loop)."""
-    n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
-    return "".join([_B32[(n >> s) & 31] for s in range(75, -1, -5)])
+    """The first ``HASH_CHARS`` hex digits of sha256(key), upper case."""
+    return hashlib.sha256(key.encode()).hexdigest()[:HASH_CHARS].upper()
 
 
 def fam_digit(family: Family) -> str:
