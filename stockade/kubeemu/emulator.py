@@ -62,6 +62,11 @@ class KubeEmulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def open_watches(self) -> int:
+        """How many watch streams are open now (tests wait for a client to be watching)."""
+        return len(self._hub.streams) if self._hub is not None else 0
+
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("KubeEmulator already started")

@@ -229,7 +229,7 @@ async def list_or_watch(request: web.Request, store: Store, rt: ResourceType, na
         except ValueError:
             raise errors.bad_request(f"timeoutSeconds: invalid value {timeout!r}") from None
         req = WatchRequest(rt, namespace, match, rv, flag(request, "allowWatchBookmarks"), seconds,
-                           flag(request, "sendInitialEvents"))
+                           flag(request, "sendInitialEvents"), table.wants_table(request.headers.get("Accept", "")))
         return await serve_watch(request, request.app[HUB_KEY], req,
                                  request.app[SETTINGS_KEY].bookmark_interval, faults.take_expire())
     if rv_match and rv_text in (None, ""):

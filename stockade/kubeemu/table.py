@@ -6,8 +6,7 @@ for every kind, plus STATUS, IP and NODE for pods and STATUS for
 namespaces, enough for humans and scripts in the lab.
 
 Not here: the real printers' per-kind columns; ``-o wide`` extras beyond
-the pod ones; tables in watch streams (``kubectl get -w`` is not served as
-tables).
+the pod ones.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Semantics:
   ``sendInitialEvents=true`` ends the synthetic ADDED with a bookmark
   annotated ``k8s.io/initial-events-end: "true"``.
 - ``timeoutSeconds`` ends the stream cleanly (final empty chunk).
+- ``Accept: ...;as=Table`` (``kubectl get -w``): each object is sent as a
+  one-row Table, as the server-side printer does.
 
 The :class:`WatchHub` fans store events out to open streams and can end
 them all: cleanly (shutdown, ``cut_watches(clean=True)``) or by aborting the
@@ -33,11 +35,12 @@ import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
 
-from stockade.kubeemu import errors
+from stockade.kubeemu import errors, table
 from stockade.kubeemu.errors import JSON, ApiError
 from stockade.kubeemu.resources import ResourceType
 from stockade.kubeemu.selectors import Matcher
@@ -98,10 +101,17 @@ class WatchRequest:
     bookmarks: bool
     timeout: float | None
     send_initial_events: bool
+    as_table: bool = False  # kubectl get -w: each object becomes a one-row Table
 
 
 def _line(kind: str, obj: JSON) -> bytes:
     return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _event_line(req: WatchRequest, kind: str, obj: JSON) -> bytes:
+    if req.as_table:
+        obj = table.table(req.rt, [obj], obj["metadata"].get("resourceVersion", ""), datetime.now(UTC))
+    return _line(kind, obj)
 
 
 def translate(event: Event, req: WatchRequest) -> tuple[str, JSON] | None:
@@ -146,11 +156,11 @@ async def serve_watch(
             raise errors.expired_watch(req.rv or 0, store.resource_version)
         if not req.rv:
             items, _ = store.list(req.rt, req.namespace, req.match)
-            backlog = [_line("ADDED", obj) for obj in items]
+            backlog = [_event_line(req, "ADDED", obj) for obj in items]
             if req.send_initial_events:
                 backlog.append(_line("BOOKMARK", bookmark(req.rt, store.resource_version, initial_end=True)))
         else:
-            backlog = [_line(kind, obj) for kind, obj in _visible(store.events_since(req.rv), req)]
+            backlog = [_event_line(req, kind, obj) for kind, obj in _visible(store.events_since(req.rv), req)]
         hub.streams.add(stream)  # same synchronous step as the backlog: no event can fall in between
     except ApiError as exc:
         if exc.code != 410:
@@ -206,7 +216,7 @@ async def _pump(
                 return item
             seen = translate(item, req)
             if seen is not None:
-                await response.write(_line(*seen))
+                await response.write(_event_line(req, *seen))
         now = loop.time()
         if deadline is not None and now >= deadline:
             return "end"

@@ -190,3 +190,25 @@ async def test_pdb_selector_is_replaced_not_merged(emu: KubeEmulator, kubectl: K
     await kubectl("apply", "-f", "-", stdin=PDB.replace("app: a", "tier: b"))
     assert emu.store.get("poddisruptionbudgets", "pdb", "default")["spec"]["selector"] == {
         "matchLabels": {"tier": "b"}}
+
+
+async def test_get_watch_prints_table_rows(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *kubectl.base, "get", "namespaces", "--watch-only", "--output-watch-events",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        for _ in range(200):  # until kubectl has discovered, listed and opened its watch
+            if emu.open_watches:
+                break
+            await asyncio.sleep(0.05)
+        emu.store.create("namespaces", {"metadata": {"name": "watched"}})
+        emu.store.delete("namespaces", "watched")
+        lines: list[list[str]] = []
+        while len(lines) < 3:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 10)).decode().split())
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert lines[0][:3] == ["EVENT", "NAME", "STATUS"]
+    assert lines[1][:3] == ["ADDED", "watched", "Active"] and lines[2][:3] == ["DELETED", "watched", "Terminating"]
