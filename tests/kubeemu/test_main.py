@@ -92,3 +92,14 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 def test_zero_history_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--history", "0"]) == 2
     assert "--history" in capsys.readouterr().err
+
+
+def test_port_in_use_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--listen", f"127.0.0.1:{port}"]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
