@@ -59,7 +59,6 @@ from controller.model import (
     Node,
     Peer,
     Pod,
-    PodKey,
     PolicyKey,
     PolicyRule,
     PortSpec,
@@ -421,8 +420,3 @@ def decide(cluster: Cluster, src: str, dst: str, port: int, protocol: Protocol =
     ing = _side(cluster, "ingress", d, s, port, protocol, d)
     return Decision(eg.allowed and ing.allowed, eg, ing, s, d, port, protocol)
 
-
-def cluster_of(namespaces: Mapping[str, Namespace], pods: Mapping[PodKey | str, Pod],
-               nodes: Mapping[str, Node], policies: Mapping[str, NetworkPolicy]) -> Cluster:
-    """A :class:`Cluster` from plain mappings (values only are used)."""
-    return Cluster(namespaces.values(), pods.values(), nodes.values(), policies.values())

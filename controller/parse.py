@@ -55,7 +55,6 @@ from controller.model import (
     PolicyRule,
     PolicyType,
     PortSpec,
-    Protocol,
     Requirement,
 )
 
@@ -750,11 +749,3 @@ def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
     ordered = tuple(t for t in order if t in types)
     return NetworkPolicy(ns, name, pod_selector, ordered, ingress, egress)
 
-
-def protocol_of(text: str) -> Protocol:
-    """``text`` as a :data:`Protocol` (upper-cased); ValueError otherwise."""
-    up = text.upper()
-    for p in PROTOCOLS:
-        if p == up:
-            return p
-    raise ValueError(f"unknown protocol {text!r} (TCP, UDP or SCTP)")

@@ -329,3 +329,68 @@ def test_namespace_and_node() -> None:
     with pytest.raises(ParseError) as ei:
         parse_node({"metadata": {"name": "n"}, "status": {"addresses": [{"type": "InternalIP", "address": "x"}]}})
     assert ei.value.field == "status.addresses[0].address"
+
+
+# --------------------------------------------------------------------------
+# Robustness: garbage anywhere gives a clear error, never a crash
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 70000) | st.floats(allow_nan=False)
+                    | st.sampled_from(["", "TCP", "http", "10.0.0.0/8", "In", "Exists", "a", "-", "::/0"]),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["podSelector", "namespaceSelector", "ipBlock", "cidr", "except", "port",
+                                         "endPort", "protocol", "from", "to", "ports", "matchLabels",
+                                         "matchExpressions", "key", "operator", "values", "x"]), inner, max_size=3),
+                    max_leaves=12)
+VALID = pol({"podSelector": {"matchLabels": {"a": "b"}},
+             "ingress": [{"from": [{"podSelector": {}, "namespaceSelector": {"matchExpressions": [
+                 {"key": "k", "operator": "In", "values": ["v"]}]}}, {"ipBlock": {"cidr": "10.0.0.0/8",
+                                                                                   "except": ["10.1.0.0/16"]}}],
+                          "ports": [{"port": 80, "endPort": 90}]}],
+             "egress": [{"to": [{"ipBlock": {"cidr": "::/0"}}], "ports": [{"port": "dns", "protocol": "UDP"}]}]})
+
+
+def _paths(v: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(v, dict):
+        for k, x in v.items():
+            out += _paths(x, (*prefix, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            out += _paths(x, (*prefix, i))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_garbage_anywhere_in_a_policy_is_a_clear_error(data: st.DataObject) -> None:
+    obj = copy.deepcopy(VALID)
+    path = data.draw(st.sampled_from([p for p in _paths(obj["spec"]) if p]))
+    cur: Any = obj["spec"]
+    for k in path[:-1]:
+        cur = cur[k]
+    cur[path[-1]] = data.draw(JSON)
+    try:
+        parse_policy(obj)
+    except PolicyInvalid as e:
+        assert e.errors
+        for msg in e.errors:
+            assert msg.startswith("spec."), msg
+            assert ": " in msg
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_garbage_anywhere_in_a_pod_is_a_parse_error(data: st.DataObject) -> None:
+    obj = pod()
+    path = data.draw(st.sampled_from([p for p in _paths(obj) if p]))
+    cur: Any = obj
+    for k in path[:-1]:
+        cur = cur[k]
+    cur[path[-1]] = data.draw(JSON)
+    try:
+        parse_pod(obj)
+    except ParseError as e:
+        assert e.field and e.message
