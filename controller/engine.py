@@ -82,7 +82,9 @@ class Engine:
         self._set_refs: dict[str, int] = {}  # set name -> policies naming it
         self._group_sets: dict[str, set[str]] = {}  # group id -> dynamic sets filled from it
         self._global: dict[str, IPSet] = {}  # current objects
-        self._dirty_sets: set[str] = set()
+        self._dirty_sets: set[str] = set()  # new sets: fill from their group
+        self._set_deltas: dict[str, list[tuple[Pod | None, Pod | None]]] = {}  # set -> member edges (old, new)
+        self._counts: dict[str, dict[str, int]] = {}  # set -> member text -> pods contributing it
         # bundles (shared chains), keyed by a node's target groups
         self._bundles: dict[frozenset[str], Bundle] = {}
         self._stale: dict[frozenset[str], Bundle] = {}  # invalidated, kept to reuse equal parts
@@ -195,7 +197,7 @@ class Engine:
         """The current desired state of ``node`` (base state if unknown)."""
         if not self._known(node):
             return self._transient(node)
-        if node in self._dirty_nodes or node not in self._states or self._dirty_sets:
+        if node in self._dirty_nodes or node not in self._states or self._dirty_sets or self._set_deltas:
             self._refresh()
             if node in self._dirty_nodes or node not in self._states:
                 self._assemble(node)
@@ -284,7 +286,13 @@ class Engine:
         """Pod ``key`` changed in group ``gid`` (old/new: its record as a member, None: not one)."""
         names = self._group_sets.get(gid)
         if names:
-            self._dirty_sets.update(names)
+            for name in names:
+                if name not in self._dirty_sets:
+                    d = self._set_deltas.get(name)
+                    if d is None:
+                        self._set_deltas[name] = [(old, new)]
+                    else:
+                        d.append((old, new))
         if self._span.is_target(gid):
             if old is not None and old.node:
                 self._span.member_left(gid, key, old.node)
@@ -328,6 +336,8 @@ class Engine:
             del self._set_refs[name]
             self._global.pop(name, None)
             self._dirty_sets.discard(name)
+            self._set_deltas.pop(name, None)
+            self._counts.pop(name, None)
             sd = self._set_defs.pop(name, None)
             if sd is not None:
                 gs = self._group_sets[sd.group]
@@ -436,35 +446,59 @@ class Engine:
     # ================================================================ flush
 
     def _refresh(self) -> None:
-        """Refill dirty cluster-wide sets; nodes using a changed one become dirty."""
-        if not self._dirty_sets:
+        """Refill dirty cluster-wide sets (new ones from their group, others
+        from their member edges); nodes using a changed one become dirty."""
+        if not self._dirty_sets and not self._set_deltas:
             return
         for name in self._dirty_sets:
             sd = self._set_defs[name]
-            old = self._global.get(name)
-            members = self._fill(sd)
-            if old is not None and old.members == members:
+            counts: dict[str, int] = {}
+            for pk in self._index.members(sd.group):
+                for m in self._members_of(sd, self._pods[pk]):
+                    counts[m] = counts.get(m, 0) + 1
+            self._counts[name] = counts
+            self._publish(name, sd, counts)
+        for name, deltas in self._set_deltas.items():
+            if name in self._dirty_sets:
                 continue
-            self._global[name] = IPSet(name, "hash:ip" if sd.kind == naming.PEER else "hash:ip,port", sd.family,
-                                       members, comment=sd.comment)
-            self._changed_globals.add(name)
-            for key in self._set_bundles.get(name, ()):
-                self._dirty_nodes.update(self._bundle_nodes[key])
+            sd = self._set_defs[name]
+            counts = self._counts[name]
+            for old, new in deltas:
+                if old is not None:
+                    for m in self._members_of(sd, old):
+                        c = counts[m] - 1
+                        if c:
+                            counts[m] = c
+                        else:
+                            del counts[m]
+                if new is not None:
+                    for m in self._members_of(sd, new):
+                        counts[m] = counts.get(m, 0) + 1
+            self._publish(name, sd, counts)
         self._dirty_sets.clear()
+        self._set_deltas.clear()
 
-    def _fill(self, sd: SetDef) -> frozenset[str]:
-        pods = self._pods
+    def _publish(self, name: str, sd: SetDef, counts: dict[str, int]) -> None:
+        old = self._global.get(name)
+        members = frozenset(counts)
+        if old is not None and old.members == members:
+            return
+        self._global[name] = IPSet(name, "hash:ip" if sd.kind == naming.PEER else "hash:ip,port", sd.family,
+                                   members, comment=sd.comment)
+        self._changed_globals.add(name)
+        for key in self._set_bundles.get(name, ()):
+            self._dirty_nodes.update(self._bundle_nodes[key])
+
+    @staticmethod
+    def _members_of(sd: SetDef, pod: Pod) -> list[str]:
         fam = sd.family
         if sd.kind == naming.PEER:
-            return frozenset(ip for pk in self._index.members(sd.group) for ip in pods[pk].ips if _fam(ip) == fam)
+            return [ip for ip in pod.ips if _fam(ip) == fam]
         proto: Protocol = "TCP" if sd.proto == "tcp" else "UDP" if sd.proto == "udp" else "SCTP"
-        out: set[str] = set()
-        for pk in self._index.members(sd.group):
-            pod = pods[pk]
-            port = pod.named_port(sd.port, proto)
-            if port is not None:
-                out.update(f"{ip},{sd.proto}:{port}" for ip in pod.ips if _fam(ip) == fam)
-        return frozenset(out)
+        port = pod.named_port(sd.port, proto)
+        if port is None:
+            return []
+        return [f"{ip},{sd.proto}:{port}" for ip in pod.ips if _fam(ip) == fam]
 
     def _target_sets(self, gid: str, node: str, prev: tuple[IPSet, ...] | None) -> tuple[IPSet, ...]:
         pods = self._pods
