@@ -166,14 +166,16 @@ async def serve_watch(
         if exc.code != 410:
             raise
         error = exc
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                       "Cache-Control": "no-cache, private"})
     response.enable_chunked_encoding()
-    await response.prepare(request)
-    if error is not None:
-        await response.write(_line("ERROR", error.status()))
-        await response.write_eof()
-        return response
+    outcome: Stop = "gone"
     try:
+        await response.prepare(request)
+        if error is not None:
+            await response.write(_line("ERROR", error.status()))
+            await response.write_eof()
+            return response
         for line in backlog:
             await response.write(line)
         outcome = await _pump(request, response, stream, req, hub, bookmark_interval)
