@@ -19,8 +19,10 @@ share sets): selectors with ``matchLabels: null``, ``{}`` or absent are the
 select-all selector; a peer with a namespace selector but no pod selector
 gets the select-all pod selector; ``endPort == port`` is dropped; policy
 types are the effective ones (given, or inferred: Ingress always, Egress iff
-there are egress rules); IPs and CIDRs are in canonical text (host bits of a
-CIDR cleared, as the API server's legacy CIDR parsing accepts them).
+there are egress rules); IPs and CIDRs are in canonical text.  CIDRs follow
+the API server's legacy parsing (host bits set, IPv4 leading zeros): 1.36's
+StrictIPCIDRValidation rejects such values on create, but objects stored by
+older API servers keep them and must still be enforced (host bits cleared).
 
 Speed: the compiler's benchmark parses 150,000 pods and 75,000 policies,
 so string checks are cached (``lru_cache``), label maps and selectors are

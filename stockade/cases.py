@@ -593,8 +593,10 @@ class World:
         return ObjectOp("NetworkPolicy", ns, name, obj)
 
     def apply_action(self, action: Action) -> list[ObjectOp]:
-        """The object operations ``action`` stands for; updates the world."""
-        f, b = action.field, action.body
+        """The object operations ``action`` stands for; updates the world.
+        Templates anywhere in the action are expanded first."""
+        f = action.field
+        b = substitute(copy.deepcopy(action.body), self.plan.lookup, f)
         if action.kind == "apply":
             d = _obj(b, f, required=True)
             if d.get("kind") == "Namespace":

@@ -277,7 +277,7 @@ def test_step_actions_become_object_operations() -> None:
     d = base()
     d["steps"] = [
         {"name": "one", "actions": [
-            {"label-pod": {"pod": "x/a", "labels": {"app": "z"}}},
+            {"label-pod": {"pod": "x/a", "labels": {"app": "z", "peer": "{{ip x/b}}"}}},
             {"label-namespace": {"namespace": "y", "labels": {"team": "c"}}},
             {"delete-pod": "x/b"},
             {"create-pod": {"namespace": "x", "name": "n", "labels": {"new": "1"}, "node": 1}},
@@ -297,7 +297,7 @@ def test_step_actions_become_object_operations() -> None:
         ("Pod", "x", "a", False), ("Namespace", "", "y", False), ("Pod", "x", "b", True),
         ("Pod", "x", "n", False), ("NetworkPolicy", "x", "q", False), ("Namespace", "", "w", False)]
     relabelled, created, policy = ops[0].obj, ops[3].obj, ops[4].obj
-    assert relabelled is not None and relabelled["metadata"]["labels"] == {"app": "z"}
+    assert relabelled is not None and relabelled["metadata"]["labels"] == {"app": "z", "peer": "198.18.1.2"}
     assert relabelled["status"]["podIP"] == "198.18.0.2"  # same address after relabel
     assert created is not None and created["status"]["podIP"] == "198.18.1.2"  # x/b's freed address
     assert policy is not None and policy["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"] == "198.18.1.2/32"
