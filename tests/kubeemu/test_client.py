@@ -309,3 +309,24 @@ async def test_status_subresource_is_the_only_way_to_change_status(emu: KubeEmul
     current.status.phase = "Succeeded"
     updated = await core.replace_namespaced_pod_status("a", "default", current)
     assert updated.status.phase == "Succeeded"
+
+
+@pytest.mark.parametrize("rv", [pytest.param("0", id="zero"), pytest.param(None, id="absent")])
+async def test_watch_from_zero_or_absent_replays_current_objects(emu: KubeEmulator, api: Any, rv: str | None) -> None:
+    core = client.CoreV1Api(api)
+    emu.store.create("pods", pod("a"), "default")
+    emu.store.patch("pods", "a", lambda p: {**p, "metadata": {**p["metadata"], "labels": {"x": "1"}}}, "default")
+    kw = {"resource_version": rv} if rv is not None else {}
+    async with watch.Watch() as w:
+        events = await collect(w.stream(core.list_namespaced_pod, "default", timeout_seconds=5, **kw), 1)
+    assert events[0]["type"] == "ADDED" and events[0]["object"].metadata.labels == {"x": "1"}
+
+
+async def test_invalid_network_policies_are_stored_as_given(emu: KubeEmulator) -> None:
+    """No validation here: the controller must cope with whatever the API holds."""
+    bad = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "bad"},
+           "spec": {"podSelector": "everything", "policyTypes": ["Sideways"], "ingress": [{"from": [{}]}]}}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{emu.url}/apis/networking.k8s.io/v1/namespaces/default/networkpolicies", json=bad) as r:
+        assert r.status == 201
+    assert emu.store.get("networkpolicies", "bad", "default")["spec"] == bad["spec"]
