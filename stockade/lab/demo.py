@@ -38,7 +38,7 @@ from stockade.lab import matrix, processes
 from stockade.lab.cluster import Lab
 from stockade.lab.pipeline import Pipeline, local_kubeconfig
 from stockade.lab.portforward import PortForward
-from stockade.lab.runner import apply_ops, external_ports, result
+from stockade.lab.runner import KEPT_NAMESPACES, apply_ops, external_ports, result
 from stockade.lab.topology import External, Mode
 
 T = TypeVar("T")
@@ -203,8 +203,8 @@ class Demo:
         """Remove the current recipe's policies, pods and namespaces."""
         ops = [ObjectOp("NetworkPolicy", ns, name, None) for ns, name in sorted(self.policies)]
         ops += [ObjectOp("Pod", k.split("/", 1)[0], k.split("/", 1)[1], None) for k in sorted(self.lab.pods)]
-        ops += [ObjectOp("Namespace", "", ns, None) for ns in sorted(self.namespaces) if ns != "default"]
-        self.namespaces &= {"default"}
+        ops += [ObjectOp("Namespace", "", ns, None) for ns in sorted(self.namespaces) if ns not in KEPT_NAMESPACES]
+        self.namespaces &= KEPT_NAMESPACES
         await self.apply(ops, "previous recipe removed")
 
     async def watch(self, r: Recipe, interval: float = 3.0) -> None:

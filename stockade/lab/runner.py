@@ -40,6 +40,10 @@ from stockade.lab.pipeline import Pipeline
 from stockade.lab.prober import Outcome
 from stockade.lab.topology import External, Mode
 
+# namespaces the API server does not let anyone delete (their pods and
+# policies are deleted one by one; the next case re-labels them)
+KEPT_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
 
 def log(msg: str) -> None:
     try:
@@ -94,7 +98,7 @@ class Session:
 
     Cases of a session share the node count and their outside hosts (same
     name, same address).  Between cases every policy, pod and namespace
-    (but ``default``) of the previous case is deleted and the deletion
+    (but ``default`` and the other undeletable system namespaces) of the previous case is deleted and the deletion
     acknowledged by the agents, so each case starts from an empty cluster,
     without paying for new processes.  ``policies`` holds (namespace, name)
     and ``namespaces`` the names written by the current case.
@@ -145,7 +149,7 @@ class Session:
         """Delete the previous case's objects and wait for the agents."""
         ops = [ObjectOp("NetworkPolicy", ns, name, None) for ns, name in sorted(self.policies)]
         ops += [ObjectOp("Pod", k.split("/", 1)[0], k.split("/", 1)[1], None) for k in sorted(self.lab.pods)]
-        ops += [ObjectOp("Namespace", "", ns, None) for ns in sorted(self.namespaces) if ns != "default"]
+        ops += [ObjectOp("Namespace", "", ns, None) for ns in sorted(self.namespaces) if ns not in KEPT_NAMESPACES]
         seen = await self.pipe.write(ops)  # all deletions first, then the pods unwired side by side
         self.policies.clear()
         self.namespaces.clear()
