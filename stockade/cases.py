@@ -185,12 +185,39 @@ def _known(d: dict[str, Any], f: str, allowed: Iterable[str]) -> None:
         raise _FieldError(f"{f}.{extra[0]}" if f else extra[0], "unknown field")
 
 
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
+
+
+def _label_key_ok(k: str) -> bool:
+    prefix, slash, name = k.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or _DNS_SUBDOMAIN.fullmatch(prefix) is None):
+        return False
+    return _LABEL_NAME.fullmatch(name) is not None
+
+
 def _labels(v: Any, f: str) -> dict[str, str]:
+    """Labels as Kubernetes accepts them (a real API server would refuse
+    anything else, so the lab and evaluate would part ways)."""
     d = _obj(v, f)
     for k, val in d.items():
         if not isinstance(val, str):
             raise _FieldError(f"{f}.{k}", f"label value must be a string, not {type(val).__name__}")
+        if not _label_key_ok(k):
+            raise _FieldError(f"{f}.{k}", f"{k!r} is not a valid label key")
+        if val and _LABEL_NAME.fullmatch(val) is None:
+            raise _FieldError(f"{f}.{k}", f"{val!r} is not a valid label value")
     return dict(d)
+
+
+def _name(v: Any, f: str, label: bool) -> str:
+    s = _str(v, f)
+    if (_DNS_LABEL if label else _DNS_SUBDOMAIN).fullmatch(s) is None or len(s) > (63 if label else 253):
+        kind = "an RFC 1123 label" if label else "an RFC 1123 subdomain"
+        raise _FieldError(f, f"{s!r} is not {kind} (lowercase a-z, 0-9, '-'{'' if label else ' and .'})")
+    return s
 
 
 def _protocol(v: Any, f: str) -> str:
@@ -202,14 +229,22 @@ def _protocol(v: Any, f: str) -> str:
 
 
 def _ports(v: Any, f: str) -> tuple[PortDecl, ...]:
-    out = []
+    out: list[PortDecl] = []
     for i, p in enumerate(_lst(v, f)):
         pf = f"{f}[{i}]"
         d = _obj(p, pf, required=True)
         _known(d, pf, ("port", "protocol", "name"))
-        out.append(PortDecl(_int(d.get("port"), f"{pf}.port", 1, 65535),
-                            _protocol(d.get("protocol"), f"{pf}.protocol"),
-                            _str(d.get("name"), f"{pf}.name", required=False)))
+        decl = PortDecl(_int(d.get("port"), f"{pf}.port", 1, 65535), _protocol(d.get("protocol"), f"{pf}.protocol"),
+                        _str(d.get("name"), f"{pf}.name", required=False))
+        if decl.name and (_PORT_NAME.fullmatch(decl.name) is None or "--" in decl.name
+                          or not any("a" <= c <= "z" for c in decl.name)):
+            raise _FieldError(f"{pf}.name", f"{decl.name!r} is not a port name (IANA_SVC_NAME: at most 15 of "
+                                            "a-z, 0-9, '-', with a letter, no '--')")
+        if decl.name and any(o.name == decl.name for o in out):
+            raise _FieldError(f"{pf}.name", f"duplicate port name {decl.name!r}")
+        if any((o.port, o.protocol) == (decl.port, decl.protocol) for o in out):
+            raise _FieldError(f"{pf}.port", f"duplicate port {decl.port}/{decl.protocol}")
+        out.append(decl)
     return tuple(out)
 
 
@@ -220,7 +255,7 @@ def _pod(v: Any, f: str, nodes: int) -> PodDecl:
     hn = d.get("hostNetwork", False)
     if not isinstance(hn, bool):
         raise _FieldError(f"{f}.hostNetwork", f"must be true or false, not {hn!r}")
-    return PodDecl(_str(d.get("namespace"), f"{f}.namespace"), _str(d.get("name"), f"{f}.name"),
+    return PodDecl(_name(d.get("namespace"), f"{f}.namespace", True), _name(d.get("name"), f"{f}.name", False),
                    _labels(d.get("labels"), f"{f}.labels"), _ports(d.get("ports"), f"{f}.ports"),
                    None if node is None else _int(node, f"{f}.node", 0, nodes - 1), hn)
 
@@ -263,6 +298,7 @@ def parse_case(doc: Any, file: str = "<case>") -> Case:
         namespaces = {}
         for name, spec in _obj(d.get("namespaces"), "namespaces").items():
             nf = f"namespaces.{name}"
+            _name(name, nf, True)
             sd = _obj(spec, nf)
             _known(sd, nf, ("labels",))
             namespaces[name] = _labels(sd.get("labels"), f"{nf}.labels")
