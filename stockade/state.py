@@ -246,6 +246,23 @@ EMPTY_DIGEST_NODE = ""  # the digest an agent reports before it applied anything
 # Delta: diff and apply
 
 
+# The same set change shows up on many nodes (one cluster-wide set object
+# shared by their states): remember the last member deltas by identity.
+_MEMBER_DELTAS: dict[tuple[int, int], tuple[IPSet, IPSet, SetMembersDelta]] = {}
+
+
+def _members_delta(o: IPSet, s: IPSet) -> SetMembersDelta:
+    hit = _MEMBER_DELTAS.get((id(o), id(s)))
+    if hit is not None and hit[0] is o and hit[1] is s:
+        return hit[2]
+    d = SetMembersDelta(s.name, s.members - o.members, o.members - s.members,
+                        s.nomatch - o.nomatch, o.nomatch - s.nomatch)
+    if len(_MEMBER_DELTAS) >= 512:
+        _MEMBER_DELTAS.clear()
+    _MEMBER_DELTAS[(id(o), id(s))] = (o, s, d)
+    return d
+
+
 def diff(old: NodeState, new: NodeState) -> NodeDelta:
     """The delta that turns ``old`` into ``new`` (same node)."""
     if old.node != new.node:
@@ -259,10 +276,8 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
         if o is None or o.header() != s.header():
             ups.append(s)
         elif o.members != s.members or o.nomatch != s.nomatch:
-            members.append(SetMembersDelta(
-                name, s.members - o.members, o.members - s.members,
-                s.nomatch - o.nomatch, o.nomatch - s.nomatch))
-    removed = tuple(sorted(n for n in old.sets if n not in new.sets))
+            members.append(_members_delta(o, s))
+    removed = tuple(sorted(old.sets.keys() - new.sets.keys()))
     cups: list[tuple[Family, Chain]] = []
     crem: list[tuple[Family, str]] = []
     hooks: list[tuple[Family, tuple[Hook, ...]]] = []
