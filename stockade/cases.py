@@ -625,6 +625,8 @@ class World:
             ns, name = "default", None
         name = name if isinstance(name, str) and name else "<unnamed>"
         ns = ns if isinstance(ns, str) else "default"
+        if ns not in self.namespaces:
+            raise _FieldError(f"{f}.metadata.namespace", f"namespace {ns!r} is not declared")
         self.policies.add(f"{ns}/{name}")
         return ObjectOp("NetworkPolicy", ns, name, obj)
 
