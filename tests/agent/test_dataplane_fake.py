@@ -6,8 +6,8 @@ import asyncio
 import dataclasses
 import ipaddress
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
