@@ -42,7 +42,7 @@ from stockade.lab.portforward import PortForward
 from stockade.lab.processes import LabProcess
 from stockade.lab.topology import CONTROL_IP, node_ip, node_name
 
-CONVERGE_TIMEOUT = 20.0
+CONVERGE_TIMEOUT = 30.0
 POLL = 0.02
 SETTLE = 0.05
 

@@ -40,3 +40,16 @@ def test_all_recipes_pass_in_lab_mode() -> None:
     for c in doc["cases"]:
         for x in c["results"]:
             assert set(x) <= {"step", "from", "to", "port", "protocol", "expect", "observed", "error"}
+
+
+ROUTED = ["recipe-04-deny-traffic-from-other-namespaces", "recipe-08-allow-external-traffic",
+          "recipe-11-deny-egress-traffic-from-an-application-allow-dns", "recipe-14-deny-external-egress-traffic"]
+
+
+def test_recipes_pass_in_routed_mode() -> None:
+    """Azure CNI style wiring (no bridge): ingress, egress and outside hosts."""
+    files = [str(recipes.directory() / f"{name}.json") for name in ROUTED]
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "lab", "run", "--mode", "routed", *files],
+                       capture_output=True, text=True, timeout=300)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["failed"] == 0 and doc["passed"] == 20, r.stderr[-3000:]
