@@ -97,6 +97,7 @@ class Runner:
     cluster: oracle.Cluster = field(default_factory=oracle.Cluster)
     valid: set[str] = field(default_factory=set)
     disagreements: int = 0
+    explain: bool = False
 
     def apply(self, op: cases.ObjectOp) -> None:
         key = f"{op.namespace}/{op.name}" if op.namespace else op.name
@@ -155,6 +156,9 @@ class Runner:
         except oracle.OracleError as e:
             return cases.ProbeResult(step, p, "deny", f"cannot decide: {e}")
         observed = d.verdict
+        if self.explain:
+            where = f"step {step!r}" if step is not None else "top-level"
+            print(f"stockade evaluate: {self.case.name} ({where}, {p.field}): {d.summary()}", file=self.err)
         if self.compiled is not None:
             try:
                 walked = "allow" if self.compiled.decide(d.src, d.dst, p.port, proto) else "deny"
@@ -176,9 +180,9 @@ class Runner:
 
 
 def run_case(case: cases.Case, stages: list[cases.Stage], err: TextIO,
-             compiled: Compiled | None) -> tuple[cases.CaseResult, int]:
+             compiled: Compiled | None, explain: bool = False) -> tuple[cases.CaseResult, int]:
     """Run a loaded case; (its result, number of oracle/walker disagreements)."""
-    runner = Runner(case, err, compiled)
+    runner = Runner(case, err, compiled, explain=explain)
     result = cases.CaseResult(case.name)
     for stage in stages:
         for op in stage.ops:
@@ -193,6 +197,8 @@ def main(argv: list[str]) -> int:
         prog="stockade evaluate",
         description="Decide every probe of policy cases from the policy model alone (no kernel).")
     ap.add_argument("paths", nargs="+", metavar="CASE_OR_DIR", help="case files or folders of *.json cases")
+    ap.add_argument("--explain", action="store_true",
+                    help="print the oracle's reasons for every probe on stderr (policies, rule index, direction)")
     ap.add_argument("--oracle-only", action="store_true",
                     help="decide with the spec-level oracle only (skip the compiled rules)")
     args = ap.parse_args(argv)
@@ -216,7 +222,7 @@ def main(argv: list[str]) -> int:
         if not args.oracle_only:
             compiled = compiled_or_none(err if not warned else io.StringIO())
             warned = True
-        res, dis = run_case(item, stages, err, compiled)
+        res, dis = run_case(item, stages, err, compiled, args.explain)
         disagreements += dis
         results.append(res)
         for r in res.results:

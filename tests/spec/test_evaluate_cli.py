@@ -143,11 +143,14 @@ def test_disagreement_fails_loudly(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "oracle ingress: allowed by x/web ingress[0]" in err
 
 
-def test_oracle_only_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_oracle_only_and_explain_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "c.json"
     p.write_text(json.dumps(case()))
-    rc, doc, _ = run(capsys, p, extra=("--oracle-only",))
+    rc, doc, err = run(capsys, p, extra=("--oracle-only", "--explain"))
     assert rc == 0 and doc["passed"] == 8
+    assert ("crafted (top-level, probes[1]): deny default/other (198.18.0.3) -> x/web (198.18.0.2) 80/TCP: "
+            "egress: no policy isolates default/other for egress; ingress: isolated by x/web; "
+            "no ingress rule matches") in err
 
 
 def test_compiled_path_failure_is_loud(tmp_path: Path, capsys: pytest.CaptureFixture[str],
