@@ -15,6 +15,8 @@ disagreement), 2 some case file unusable (named with its field on stderr;
 nothing is run for that file, the others still run).  Invalid policies are
 reported on stderr with their field paths and are left out, as the API
 server would reject them; the other policies are unaffected.
+``--explain`` prints the oracle's reasons for every probe on stderr;
+``--oracle-only`` skips (b).
 
 What not: no network, no kernel, no Kubernetes API.
 """
