@@ -2,8 +2,9 @@
 
 * ``run CASE_OR_DIR...`` -- build a lab per case, run it through the real
   pipeline, print the result document (``stockade.lab.runner``);
-* ``up`` -- build a bare lab (nodes, a few echo pods, an outside host), print
-  its namespaces and wait for Ctrl-C / SIGTERM; for poking around by hand;
+* ``up`` -- build a bare lab (nodes, a few echo pods, an outside host;
+  ``--pipeline`` adds the emulator, controller and agents), print its
+  namespaces and wait for Ctrl-C / SIGTERM; for poking around by hand;
 * ``clean`` -- remove leftovers of killed runs (``stockade.lab.cleanup``).
 
 Only argument parsing and process-level plumbing (signals, exit codes) live
@@ -57,11 +58,12 @@ def run_cancellable(make: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def _up(nodes: int, mode: str, pods_per_node: int) -> int:
+async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool) -> int:
     from stockade.lab.cluster import Lab
     from stockade.lab.topology import External, gateway
 
     lab = Lab(nodes, mode, (External("internet", "192.0.2.10"),))  # type: ignore[arg-type]
+    pipe = None
     try:
         await lab.up()
         for i in range(nodes):
@@ -69,13 +71,32 @@ async def _up(nodes: int, mode: str, pods_per_node: int) -> int:
                 ip = gateway(i).rsplit(".", 1)[0] + f".{k + 2}"
                 await lab.add_pod(f"default/pod-{i}-{k}", i, ip, False, [(80, "TCP"), (53, "UDP")])
         await lab.serve_external("internet", [(80, "TCP"), (53, "UDP")])
-        info = {"runid": lab.runid, "namespaces": lab.state.namespaces,
-                "pods": {k: p.ip for k, p in lab.pods.items()}}
+        info: dict[str, object] = {"runid": lab.runid, "namespaces": lab.state.namespaces,
+                                   "pods": {k: p.ip for k, p in lab.pods.items()}}
+        if with_pipeline:
+            from stockade import cases
+            from stockade.lab import processes
+            from stockade.lab.pipeline import Pipeline, local_kubeconfig
+
+            pipe = Pipeline(lab)
+            await pipe.start()
+            status = await pipe.forward(processes.CONTROLLER_HTTP)
+            api = await pipe.forward(processes.EMULATOR_PORT)
+            assert pipe.kubeconfig is not None
+            kc = os.path.join(pipe.workdir, "kubeconfig-local")
+            with open(kc, "w") as f:
+                f.write(local_kubeconfig(pipe.kubeconfig, api.local))
+            # the nodes only: pods in the lab are not known to the API (add your own with kubectl)
+            nodes_ops = [cases.ObjectOp("Node", "", cases.node_name(i), cases.node_object(i)) for i in range(nodes)]
+            await pipe.wait_converged(await pipe.write(nodes_ops))
+            info.update({"status": f"http://{status.local}/", "kubeconfig": kc})
         print(json.dumps(info), flush=True)
         print("ready (Ctrl-C tears the lab down)", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
         return 0
     finally:
+        if pipe is not None:
+            await pipe.close()
         await lab.down()
 
 
@@ -94,6 +115,8 @@ def main(argv: list[str]) -> int:
     u.add_argument("--nodes", type=int, default=2)
     u.add_argument("--mode", choices=("bridged", "routed"), default="bridged")
     u.add_argument("--pods-per-node", type=int, default=2)
+    u.add_argument("--pipeline", action="store_true",
+                   help="also run the API emulator, controller and agents (status page and API on 127.0.0.1)")
     c = sub.add_parser("clean", help="remove leftovers of killed lab runs")
     c.add_argument("--force", action="store_true", help="also runs whose owner is still alive")
     args = ap.parse_args(argv)
@@ -108,7 +131,7 @@ def main(argv: list[str]) -> int:
         return 0
     if args.cmd == "up":
         try:
-            return run_cancellable(lambda: _up(args.nodes, args.mode, args.pods_per_node))
+            return run_cancellable(lambda: _up(args.nodes, args.mode, args.pods_per_node, args.pipeline))
         except asyncio.CancelledError:
             return 130
     from stockade.lab.runner import run_paths

@@ -255,13 +255,13 @@ async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: floa
     planned: list[tuple[Case, list[Stage]]] = []
     for item in cases.load_each(paths):
         if isinstance(item, CaseError):
-            log(f"stockade lab run: {item}")
+            log(f"stockade lab run: unusable case file {item}")
             unusable = True
             continue
         try:
             planned.append((item, cases.case_stages(item)))
         except CaseError as e:
-            log(f"stockade lab run: {e}")
+            log(f"stockade lab run: unusable case file {e}")
             unusable = True
     results: list[CaseResult] = []
     t0 = time.monotonic()
@@ -282,7 +282,10 @@ async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: floa
             finally:
                 await session.close()
     doc = cases.result_document("lab", results)
-    cases.write_result(doc, sys.stdout)
+    try:
+        cases.write_result(doc, sys.stdout)
+    except BrokenPipeError:  # `stockade lab run ... | head`: the reader left; keep the exit status
+        pass
     log(f"lab run: {doc['passed']} passed, {doc['failed']} failed, {len(planned)} cases "
         f"in {time.monotonic() - t0:.1f} s")
     if unusable:
