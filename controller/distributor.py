@@ -107,11 +107,12 @@ class Distributor:
 
     ``replica`` names this controller replica in messages and status.
     ``retry_base``/``retry_max`` bound the pause before a snapshot is re-sent
-    after a failed ack.  ``budget`` is the codec's part size.
+    after a failed ack.  ``max_concurrent_snapshots`` bounds how many
+    snapshots are encoded and written at the same time (memory).  ``budget`` is the codec's part size.
     """
 
     def __init__(self, replica: str = "", *, budget: int = codec.DEFAULT_BUDGET,
-                 retry_base: float = 0.5, retry_max: float = 30.0,
+                 retry_base: float = 0.5, retry_max: float = 30.0, max_concurrent_snapshots: int = 32,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.replica = replica
         self.budget = budget
@@ -122,6 +123,9 @@ class Distributor:
         self._ready = asyncio.Event()
         self._ready_change = asyncio.Event()
         self._closing = False
+        # snapshots being encoded/written at once (bounds memory when a
+        # thousand agents connect together); deltas and in-sync never wait
+        self._snapshot_slots = asyncio.Semaphore(max_concurrent_snapshots)
         self.snapshots_sent = 0
         self.deltas_sent = 0
         self.in_syncs_sent = 0
@@ -351,37 +355,42 @@ class Distributor:
             elif s.need_snapshot and s.failures and self.clock() < s.retry_at:
                 wait = s.retry_at - self.clock()
             elif s.need_snapshot or n.version != sent_version:
-                state, version, dig = n.state, n.version, n.digest
-                if s.need_snapshot:
-                    if s.agent_digest == dig:
-                        msgs = [codec.encode_in_sync(n.name, version, dig, self.replica)]
-                        kind = "in_sync"
-                        self.in_syncs_sent += 1
+                big = s.need_snapshot and s.agent_digest != n.digest
+                async with self._snapshot_slots if big else contextlib.nullcontext():
+                    if s.closed or n.state is None:
+                        continue
+                    state, version, dig = n.state, n.version, n.digest
+                    if s.need_snapshot:
+                        if s.agent_digest == dig:
+                            msgs = [codec.encode_in_sync(n.name, version, dig, self.replica)]
+                            kind = "in_sync"
+                            self.in_syncs_sent += 1
+                        else:
+                            msgs = codec.encode_snapshot(state, version, dig, self.replica, self.budget)
+                            kind = "snapshot"
+                            self.snapshots_sent += 1
                     else:
-                        msgs = codec.encode_snapshot(state, version, dig, self.replica, self.budget)
-                        kind = "snapshot"
-                        self.snapshots_sent += 1
-                else:
-                    assert sent_state is not None
-                    if n.delta is not None and n.delta[0] == sent_version:
-                        delta = n.delta[1]
-                    else:
-                        delta = diff(sent_state, state)
-                    msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
-                                              self.replica, self.budget)
-                    kind = "delta"
-                    self.deltas_sent += 1
-                s.inflight, s.need_snapshot = version, False
-                sent_version, sent_state, sent_digest = version, state, dig
-                UPDATES_SENT.labels(kind).inc()
-                for m in msgs:
-                    size = m.ByteSize()
-                    await send(m)
-                    self.bytes_sent += size
-                    BYTES_SENT.inc(size)
-                    MESSAGES_SENT.inc()
-                    if s.closed:
-                        return
+                        assert sent_state is not None
+                        if n.delta is not None and n.delta[0] == sent_version:
+                            delta = n.delta[1]
+                        else:
+                            delta = diff(sent_state, state)
+                        msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
+                                                  self.replica, self.budget)
+                        kind = "delta"
+                        self.deltas_sent += 1
+                    s.inflight, s.need_snapshot = version, False
+                    sent_version, sent_state, sent_digest = version, state, dig
+                    UPDATES_SENT.labels(kind).inc()
+                    for m in msgs:
+                        size = m.ByteSize()
+                        await send(m)
+                        self.bytes_sent += size
+                        BYTES_SENT.inc(size)
+                        MESSAGES_SENT.inc()
+                        if s.closed:
+                            return
+                    del msgs
                 continue
             s.wake.clear()
             if wait is None:
