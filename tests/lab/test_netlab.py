@@ -132,3 +132,29 @@ def test_killed_lab_is_removed_by_lab_clean() -> None:
     assert leftovers(runid) == []
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+async def test_port_forward_relays_from_localhost_into_the_lab(lab2: Lab) -> None:
+    import asyncio
+
+    from stockade.lab.portforward import PortForward
+
+    pf = await PortForward(lab2.socks, lab2.plan.pod_ns(2), "198.18.0.2", 80).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", pf.listen_port)
+        writer.write(b"hello lab\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 5) == b"hello lab\n"
+        writer.close()
+    finally:
+        await pf.close()
+
+
+async def test_lab_clean_leaves_live_runs_alone(lab2: Lab) -> None:
+    from stockade.lab.cleanup import clean
+
+    rep = clean()
+    assert lab2.runid in rep.skipped_runs
+    assert not [n for n in rep.namespaces if lab2.runid in n]
+    [o] = await lab2.prober.probe_all([lab2.probe_of("d/a", "d/c", 80, "TCP")])
+    assert o.observed == "allow"
