@@ -340,10 +340,11 @@ class Records:
 
 def build(w: Workload, gc_mode: str = "bulk") -> tuple[Engine, Records, dict[str, NodeState], float, float]:
     """(engine, records, states, wall seconds, CPU seconds).  ``gc_mode``
-    "bulk": the cyclic GC is off during the bulk load and runs once at the
-    end (inside the timing), then the heap is frozen (``gc.freeze``) so
-    later collections skip it, as the controller does after its first
-    full sync; "auto": Python's default GC throughout."""
+    "bulk": the cyclic GC is off during the bulk load, then the heap is
+    frozen (``gc.freeze``) so later collections skip it, as a controller
+    does after its first full sync (the engine builds no reference cycles:
+    its garbage is freed by reference counting); "auto": Python's default
+    GC throughout."""
     if gc_mode == "bulk":
         gc.disable()
     t0 = time.perf_counter()
@@ -368,7 +369,6 @@ def build(w: Workload, gc_mode: str = "bulk") -> tuple[Engine, Records, dict[str
         e.set_policy(pol)
     states = e.flush()
     if gc_mode == "bulk":
-        gc.collect()
         gc.freeze()
         gc.enable()
     return e, r, states, time.perf_counter() - t0, time.process_time() - c0

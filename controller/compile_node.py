@@ -34,7 +34,9 @@ RETURN to the rest of the host's chain; denied ones are dropped.
 
 Sets on a node: the cluster-wide peer / ipBlock / named-port sets its
 policies name (the same objects on every node), one target set per
-selected group (``stk4t-``: only this node's pods), and the two isolation
+selected group that a jump rule names (``stk4t-``: only this node's pods;
+a policy without rules in a direction has no jump and needs none), and the
+two isolation
 sets (``stk4-iso-ingress``/``-egress``: this node's pods selected by some
 policy of that direction, with counters so drops can be counted per pod).
 A node with no selected pods gets the base chains and empty isolation
@@ -72,6 +74,7 @@ class Bundle:
     global_sets: tuple[str, ...]  # cluster-wide sets the chains name
     ingress_groups: frozenset[str]  # groups isolated for ingress (fill stk?-iso-ingress)
     egress_groups: frozenset[str]
+    jump_groups: frozenset[str]  # groups whose target set a jump rule names (others need none)
 
 
 @lru_cache(maxsize=64)
@@ -141,4 +144,6 @@ def build_bundle(groups: frozenset[str], policies: list[CompiledPolicy], setting
     return Bundle(groups, tuple(cp.key for cp in policies),
                   fams.get("inet", EMPTY_FAMILY), fams.get("inet6", EMPTY_FAMILY), tuple(sorted(names)),
                   frozenset(cp.target for cp in policies if cp.ingress),
-                  frozenset(cp.target for cp in policies if cp.egress))
+                  frozenset(cp.target for cp in policies if cp.egress),
+                  frozenset(cp.target for cp in policies
+                            if any(fp.egress_jump or fp.ingress_jump for fp in cp.families.values())))

@@ -96,6 +96,7 @@ class Engine:
         self._states: dict[str, NodeState] = {}
         self._targets: dict[str, dict[str, tuple[IPSet, ...]]] = {}  # node -> group -> target set per family
         self._iso: dict[str, dict[str, IPSet]] = {}  # node -> isolation sets
+        self._tmeta: dict[str, tuple[tuple[str, ...], str]] = {}  # target group -> (set name per family, comment)
         self._node_bundle_obj: dict[str, Bundle] = {}  # node -> bundle its current state was built from
         self._changed_globals: set[str] = set()  # cluster-wide sets refilled since the last flush
         self._dirty_targets: dict[str, set[str]] = {}  # node -> groups whose pods there changed
@@ -345,7 +346,8 @@ class Engine:
                 if not gs:
                     del self._group_sets[sd.group]
         for gid in cp.groups:
-            self._index.release(gid)
+            if self._index.release(gid):
+                self._tmeta.pop(gid, None)
 
     def _span_add(self, cp: CompiledPolicy) -> None:
         pods = self._pods
@@ -381,6 +383,7 @@ class Engine:
         self._set_bundles.clear()
         self._targets.clear()
         self._iso.clear()
+        self._tmeta.clear()
         self._node_bundle_obj.clear()
         self._dirty_nodes.update(self.nodes())
 
@@ -503,23 +506,31 @@ class Engine:
     def _target_sets(self, gid: str, node: str, prev: tuple[IPSet, ...] | None) -> tuple[IPSet, ...]:
         pods = self._pods
         local = self._span.local[gid].get(node, ())
+        ips = [ip for pk in local for ip in pods[pk].ips]
+        meta = self._tmeta.get(gid)
+        if meta is None:
+            meta = self._tmeta[gid] = (tuple(naming.set_name(naming.TARGET, fam, gid) for fam in self._families),
+                                       self._index.spec(gid).text())
         out: list[IPSet] = []
         for i, fam in enumerate(self._families):
-            members = frozenset(ip for pk in local for ip in pods[pk].ips if _fam(ip) == fam)
+            v6 = fam == "inet6"
+            members = frozenset([ip for ip in ips if (":" in ip) == v6])
             if prev is not None and prev[i].members == members:
                 out.append(prev[i])
             else:
-                out.append(IPSet(naming.set_name(naming.TARGET, fam, gid), "hash:ip", fam, members,
-                                 comment=f"{self._index.spec(gid).text()} on {node}"))
+                out.append(IPSet(meta[0][i], "hash:ip", fam, members, comment=meta[1]))
         return tuple(out)
 
-    def _iso_sets(self, b: Bundle, targets: dict[str, tuple[IPSet, ...]],
-                  prev: dict[str, IPSet] | None) -> dict[str, IPSet]:
+    def _iso_sets(self, b: Bundle, node: str, prev: dict[str, IPSet] | None) -> dict[str, IPSet]:
+        pods = self._pods
+        local = self._span.local
         out: dict[str, IPSet] = {}
         for direction, groups in (("ingress", b.ingress_groups), ("egress", b.egress_groups)):
-            for i, fam in enumerate(self._families):
+            ips = {ip for g in groups for pk in local[g].get(node, ()) for ip in pods[pk].ips}
+            for fam in self._families:
+                v6 = fam == "inet6"
                 name = naming.isolated_set(direction, fam)
-                members: frozenset[str] = frozenset().union(*(targets[g][i].members for g in groups))
+                members = frozenset([ip for ip in ips if (":" in ip) == v6])
                 old = prev.get(name) if prev else None
                 out[name] = old if old is not None and old.members == members else IPSet(
                     name, "hash:ip", fam, members, counters=True, comment=f"pods isolated for {direction}")
@@ -553,18 +564,18 @@ class Engine:
         tcache = self._targets.get(node)
         if tcache is None:
             tcache = self._targets[node] = {}
-        if old_key != key:
-            for gid in [g for g in tcache if g not in key]:
-                del tcache[gid]
+        jumps = b.jump_groups
+        for gid in [g for g in tcache if g not in jumps]:
+            del tcache[gid]
         glob = self._global
         sets = {name: glob[name] for name in b.global_sets}
-        for gid in key:
+        for gid in jumps:
             ts = tcache.get(gid)
             if ts is None or (dirty is not None and gid in dirty):
                 ts = tcache[gid] = self._target_sets(gid, node, ts)
             for s in ts:
                 sets[s.name] = s
-        iso = self._iso[node] = self._iso_sets(b, tcache, self._iso.get(node))
+        iso = self._iso[node] = self._iso_sets(b, node, self._iso.get(node))
         sets.update(iso)
         if old is not None and old.v4 is b.v4 and old.v6 is b.v6 and _same_sets(old.sets, sets):
             return
@@ -573,7 +584,7 @@ class Engine:
 
     def _transient(self, node: str) -> NodeState:
         b = build_bundle(frozenset(), [], self.settings, self._families)
-        return NodeState(node, self._iso_sets(b, {}, None), b.v4, b.v6)
+        return NodeState(node, self._iso_sets(b, node, None), b.v4, b.v6)
 
     def _forget(self, node: str) -> None:
         key = self._node_bundle.get(node)
