@@ -181,3 +181,21 @@ def test_spec_cases_pass_and_compiled_agrees(capsys: pytest.CaptureFixture[str])
     assert doc["failed"] == 0 and doc["passed"] == 73
     expects = [r["expect"] for c in doc["cases"] for r in c["results"]]
     assert expects.count("allow") >= 30 and expects.count("deny") >= 30  # a no-op enforcer fails many
+
+
+def test_invalid_replacement_keeps_the_old_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The API server rejects an invalid update: the stored policy stays."""
+    broken = {"kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1",
+              "metadata": {"name": "web", "namespace": "x"},
+              "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                       "ingress": [{"ports": [{"port": 80, "endPort": 70}]}]}}
+    doc = case(steps=[{"name": "bad update", "actions": [{"apply": broken}],
+                       "probes": [{"from": "x/cli", "to": "x/web", "port": 80, "protocol": "TCP", "expect": "allow"},
+                                  {"from": "default/other", "to": "x/web", "port": 80, "protocol": "TCP",
+                                   "expect": "deny"}]}])
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(doc))
+    rc, out, err = run(capsys, p)
+    assert rc == 0, err
+    assert out["passed"] == 7
+    assert "spec.ingress[0].ports[0].endPort: 70 must be greater than or equal to port 80" in err
