@@ -3,13 +3,13 @@ state (``stockade.state.NodeState``) out.
 
 Data flow (one writer calls the setters, then ``flush``)::
 
-    set_pod / set_namespace ──> label_index (groups' members) ──edges──┐
-    set_policy ──> compile_policy (chains, set defs, once per policy)  │
+    set_pod / set_namespace ──> label_index (groups' members) ──edges──┬──> compile_sets
+    set_policy ──> compile_policy (chains, set defs, once per policy)  │    (cluster-wide sets)
                      │ acquire groups/sets                              v
                      └──> span (target group -> nodes) ──dirty nodes──> flush:
-                                                         1. refill dirty cluster-wide sets
-                                                         2. per dirty node: bundle (shared
-                                                            chains) + target/isolation sets
+                                                         1. refresh changed cluster-wide sets
+                                                         2. per dirty node: bundle (compile_node:
+                                                            shared chains) + target/isolation sets
                                                          3. report nodes whose state changed
 
 Every mutation marks only what it touches: the sets of the groups a pod or
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 from controller import naming
 from controller.compile_node import Bundle, build_bundle
-from controller.compile_policy import CompiledPolicy, CompileSettings, SetDef, compile_policy, uses_ipv6
+from controller.compile_policy import CompiledPolicy, CompileSettings, compile_policy, uses_ipv6
+from controller.compile_sets import ClusterSets
 from controller.label_index import GroupIndex
-from controller.model import Namespace, NetworkPolicy, Node, Pod, Protocol
+from controller.model import Namespace, NetworkPolicy, Node, Pod
 from controller.span import SpanIndex
 from stockade.state import Family, IPSet, NodeState
 
@@ -47,10 +48,6 @@ class PolicySummary:
     selected: int  # pods the policy selects
     nodes: int  # nodes it spans
     errors: tuple[str, ...] = ()
-
-
-def _fam(ip: str) -> Family:
-    return "inet6" if ":" in ip else "inet"
 
 
 def _same_sets(old: Mapping[str, IPSet], new: dict[str, IPSet]) -> bool:
@@ -77,14 +74,8 @@ class Engine:
         self._v6_pods = 0  # enforced pods with an IPv6 address
         self._v6_policies: set[str] = set()
         self._families: tuple[Family, ...] = self._want_families()
-        # cluster-wide sets: dynamic (follow pods) and static (ipBlocks)
-        self._set_defs: dict[str, SetDef] = {}
-        self._set_refs: dict[str, int] = {}  # set name -> policies naming it
-        self._group_sets: dict[str, set[str]] = {}  # group id -> dynamic sets filled from it
-        self._global: dict[str, IPSet] = {}  # current objects
-        self._dirty_sets: set[str] = set()  # new sets: fill from their group
-        self._set_deltas: dict[str, list[tuple[Pod | None, Pod | None]]] = {}  # set -> member edges (old, new)
-        self._counts: dict[str, dict[str, int]] = {}  # set -> member text -> pods contributing it
+        # cluster-wide sets (peers, named ports, ipBlocks), one object for every node
+        self._sets = ClusterSets(lambda gid: [self._pods[pk] for pk in self._index.members(gid)])
         # bundles (shared chains), keyed by a node's target groups
         self._bundles: dict[frozenset[str], Bundle] = {}
         self._stale: dict[frozenset[str], Bundle] = {}  # invalidated, kept to reuse equal parts
@@ -198,7 +189,7 @@ class Engine:
         """The current desired state of ``node`` (base state if unknown)."""
         if not self._known(node):
             return self._transient(node)
-        if node in self._dirty_nodes or node not in self._states or self._dirty_sets or self._set_deltas:
+        if node in self._dirty_nodes or node not in self._states or self._sets.dirty:
             self._refresh()
             if node in self._dirty_nodes or node not in self._states:
                 self._assemble(node)
@@ -239,7 +230,7 @@ class Engine:
         return {
             "pods": len(self._pods), "namespaces": len(self._namespaces), "nodes": len(self.nodes()),
             "policies": len(self._compiled), "invalid_policies": len(self._invalid),
-            "groups": len(self._index), "cluster_sets": len(self._global),
+            "groups": len(self._index), "cluster_sets": len(self._sets),
             "bundles": len(self._bundles), "node_states": len(self._states),
             "families": len(self._families),
         }
@@ -285,15 +276,7 @@ class Engine:
 
     def _edge(self, gid: str, key: str, old: Pod | None, new: Pod | None) -> None:
         """Pod ``key`` changed in group ``gid`` (old/new: its record as a member, None: not one)."""
-        names = self._group_sets.get(gid)
-        if names:
-            for name in names:
-                if name not in self._dirty_sets:
-                    d = self._set_deltas.get(name)
-                    if d is None:
-                        self._set_deltas[name] = [(old, new)]
-                    else:
-                        d.append((old, new))
+        self._sets.edge(gid, old, new)
         if self._span.is_target(gid):
             if old is not None and old.node:
                 self._span.member_left(gid, key, old.node)
@@ -315,36 +298,10 @@ class Engine:
     def _acquire(self, cp: CompiledPolicy) -> None:
         for gid, spec in cp.groups.items():
             self._index.acquire(gid, spec)
-        for name, sd in cp.dynamic_sets.items():
-            n = self._set_refs.get(name, 0)
-            self._set_refs[name] = n + 1
-            if not n:
-                self._set_defs[name] = sd
-                self._group_sets.setdefault(sd.group, set()).add(name)
-                self._dirty_sets.add(name)
-        for name, s in cp.static_sets.items():
-            n = self._set_refs.get(name, 0)
-            self._set_refs[name] = n + 1
-            if not n:
-                self._global[name] = s
+        self._sets.acquire(cp)
 
     def _release(self, cp: CompiledPolicy) -> None:
-        for name in (*cp.dynamic_sets, *cp.static_sets):
-            n = self._set_refs[name] - 1
-            if n:
-                self._set_refs[name] = n
-                continue
-            del self._set_refs[name]
-            self._global.pop(name, None)
-            self._dirty_sets.discard(name)
-            self._set_deltas.pop(name, None)
-            self._counts.pop(name, None)
-            sd = self._set_defs.pop(name, None)
-            if sd is not None:
-                gs = self._group_sets[sd.group]
-                gs.discard(name)
-                if not gs:
-                    del self._group_sets[sd.group]
+        self._sets.release(cp)
         for gid in cp.groups:
             if self._index.release(gid):
                 self._tmeta.pop(gid, None)
@@ -449,59 +406,13 @@ class Engine:
     # ================================================================ flush
 
     def _refresh(self) -> None:
-        """Refill dirty cluster-wide sets (new ones from their group, others
-        from their member edges); nodes using a changed one become dirty."""
-        if not self._dirty_sets and not self._set_deltas:
+        """Refill dirty cluster-wide sets; nodes using a changed one become dirty."""
+        if not self._sets.dirty:
             return
-        for name in self._dirty_sets:
-            sd = self._set_defs[name]
-            counts: dict[str, int] = {}
-            for pk in self._index.members(sd.group):
-                for m in self._members_of(sd, self._pods[pk]):
-                    counts[m] = counts.get(m, 0) + 1
-            self._counts[name] = counts
-            self._publish(name, sd, counts)
-        for name, deltas in self._set_deltas.items():
-            if name in self._dirty_sets:
-                continue
-            sd = self._set_defs[name]
-            counts = self._counts[name]
-            for old, new in deltas:
-                if old is not None:
-                    for m in self._members_of(sd, old):
-                        c = counts[m] - 1
-                        if c:
-                            counts[m] = c
-                        else:
-                            del counts[m]
-                if new is not None:
-                    for m in self._members_of(sd, new):
-                        counts[m] = counts.get(m, 0) + 1
-            self._publish(name, sd, counts)
-        self._dirty_sets.clear()
-        self._set_deltas.clear()
-
-    def _publish(self, name: str, sd: SetDef, counts: dict[str, int]) -> None:
-        old = self._global.get(name)
-        members = frozenset(counts)
-        if old is not None and old.members == members:
-            return
-        self._global[name] = IPSet(name, "hash:ip" if sd.kind == naming.PEER else "hash:ip,port", sd.family,
-                                   members, comment=sd.comment)
-        self._changed_globals.add(name)
-        for key in self._set_bundles.get(name, ()):
-            self._dirty_nodes.update(self._bundle_nodes[key])
-
-    @staticmethod
-    def _members_of(sd: SetDef, pod: Pod) -> list[str]:
-        fam = sd.family
-        if sd.kind == naming.PEER:
-            return [ip for ip in pod.ips if _fam(ip) == fam]
-        proto: Protocol = "TCP" if sd.proto == "tcp" else "UDP" if sd.proto == "udp" else "SCTP"
-        port = pod.named_port(sd.port, proto)
-        if port is None:
-            return []
-        return [f"{ip},{sd.proto}:{port}" for ip in pod.ips if _fam(ip) == fam]
+        for name in self._sets.refresh():
+            self._changed_globals.add(name)
+            for key in self._set_bundles.get(name, ()):
+                self._dirty_nodes.update(self._bundle_nodes[key])
 
     def _target_sets(self, gid: str, node: str, prev: tuple[IPSet, ...] | None) -> tuple[IPSet, ...]:
         pods = self._pods
@@ -550,7 +461,7 @@ class Engine:
         self._node_bundle_obj[node] = b
         if old is not None and same_bundle and dirty is None:
             # Fast path: only cluster-wide sets changed (a peer's pods).
-            glob = self._global
+            glob = self._sets.current
             sets = dict(old.sets)
             changed = False
             for name in self._changed_globals:
@@ -567,7 +478,7 @@ class Engine:
         jumps = b.jump_groups
         for gid in [g for g in tcache if g not in jumps]:
             del tcache[gid]
-        glob = self._global
+        glob = self._sets.current
         sets = {name: glob[name] for name in b.global_sets}
         for gid in jumps:
             ts = tcache.get(gid)
