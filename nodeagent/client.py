@@ -74,7 +74,9 @@ class ClientSettings:
     several addresses counts as several).  Backoff after a failed or
     ended stream: ``backoff_initial`` doubling up to ``backoff_max``,
     each delay multiplied by a random factor in [1 - jitter, 1]; reset
-    once a stream delivered an update."""
+    once a stream delivered an update and stayed open ``stable_after``
+    seconds (so two agents of one node, e.g. during a surge upgrade, that
+    keep replacing each other's stream back off instead of spinning)."""
 
     node: str
     controllers: Sequence[str]
@@ -83,6 +85,7 @@ class ClientSettings:
     backoff_max: float = 30.0
     jitter: float = 0.5
     connect_timeout: float = 5.0
+    stable_after: float = 10.0
 
 
 async def resolve(addresses: Sequence[str]) -> list[str]:
@@ -168,6 +171,7 @@ class AgentClient:
             target = targets[index % len(targets)]
             self.attempts += 1
             delivered = False
+            opened = time.monotonic()
             try:
                 delivered = await self._session(target)
                 if not self._stopping:
@@ -184,7 +188,8 @@ class AgentClient:
                 self._call = None
             if self._stopping:
                 break
-            failures = 0 if delivered else failures + 1
+            stable = delivered and time.monotonic() - opened >= self.settings.stable_after
+            failures = 0 if stable else failures + 1
             index += 1
             delay = self.backoff(failures)
             self.delays = [*self.delays[-99:], delay]

@@ -44,7 +44,9 @@ class DigestCache:
             else:
                 body = [_rule_obj(r) for r in obj.rules]
             hit = (obj, (_dumps(obj.name) + ":" + _dumps(body)).encode())
-        new[k] = hit
+            new[k] = hit
+        elif new is not self._frags:
+            new[k] = hit
         return hit[1]
 
     def retain(self, states: Iterable[NodeState]) -> None:
