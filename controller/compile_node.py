@@ -52,7 +52,6 @@ fill cluster-wide sets (``engine``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -115,35 +114,38 @@ def _base_chains(settings: CompileSettings, fam: Family) -> tuple[Chain, Chain, 
             _tail(settings, drop_e, "egress"), _tail(settings, drop_i, "ingress"))
 
 
-def family_state(policies: Iterable[CompiledPolicy], settings: CompileSettings, fam: Family) -> FamilyState:
-    fwd, inp, tail_e, tail_i = _base_chains(settings, fam)
-    chains: dict[str, Chain] = {fwd.name: fwd, inp.name: inp}
-    jumps_e: list[Rule] = []
-    jumps_i: list[Rule] = []
-    for cp in policies:
-        fp = cp.families[fam]
-        for c in fp.chains:
-            chains[c.name] = c
-        if fp.egress_jump is not None:
-            jumps_e.append(fp.egress_jump)
-        if fp.ingress_jump is not None:
-            jumps_i.append(fp.ingress_jump)
-    chains[naming.EGRESS_CHAIN] = Chain(naming.EGRESS_CHAIN, (*jumps_e, *tail_e))
-    chains[naming.INGRESS_CHAIN] = Chain(naming.INGRESS_CHAIN, (*jumps_i, *tail_i))
-    return FamilyState(chains, HOOKS)
-
-
 def build_bundle(groups: frozenset[str], policies: list[CompiledPolicy], settings: CompileSettings,
                  families: tuple[Family, ...]) -> Bundle:
-    """``policies`` sorted by key."""
-    fams = {fam: family_state(policies, settings, fam) for fam in families}
+    """``policies`` sorted by key.  One pass over them."""
     names: set[str] = set()
+    ingress: set[str] = set()
+    egress: set[str] = set()
+    jumps: set[str] = set()
+    # (family, policy chains, egress jump rules, ingress jump rules)
+    per_fam: list[tuple[Family, dict[str, Chain], list[Rule], list[Rule]]] = [(fam, {}, [], []) for fam in families]
     for cp in policies:
-        for fp in cp.families.values():
-            names.update(fp.sets)
+        names.update(cp.set_names)
+        if cp.ingress:
+            ingress.add(cp.target)
+        if cp.egress:
+            egress.add(cp.target)
+        if cp.jumps:
+            jumps.add(cp.target)
+            for fam, chains, jumps_e, jumps_i in per_fam:
+                fp = cp.families[fam]
+                for c in fp.chains:
+                    chains[c.name] = c
+                if fp.egress_jump is not None:
+                    jumps_e.append(fp.egress_jump)
+                if fp.ingress_jump is not None:
+                    jumps_i.append(fp.ingress_jump)
+    fams: dict[str, FamilyState] = {}
+    for fam, chains, jumps_e, jumps_i in per_fam:
+        fwd, inp, tail_e, tail_i = _base_chains(settings, fam)
+        out = {fwd.name: fwd, inp.name: inp, **chains,
+               naming.EGRESS_CHAIN: Chain(naming.EGRESS_CHAIN, (*jumps_e, *tail_e)),
+               naming.INGRESS_CHAIN: Chain(naming.INGRESS_CHAIN, (*jumps_i, *tail_i))}
+        fams[fam] = FamilyState(out, HOOKS)
     return Bundle(groups, tuple(cp.key for cp in policies),
                   fams.get("inet", EMPTY_FAMILY), fams.get("inet6", EMPTY_FAMILY), tuple(sorted(names)),
-                  frozenset(cp.target for cp in policies if cp.ingress),
-                  frozenset(cp.target for cp in policies if cp.egress),
-                  frozenset(cp.target for cp in policies
-                            if any(fp.egress_jump or fp.ingress_jump for fp in cp.families.values())))
+                  frozenset(ingress), frozenset(egress), frozenset(jumps))

@@ -98,6 +98,8 @@ class CompiledPolicy:
     groups: Mapping[str, GroupSpec]  # every group the policy reads (target included)
     dynamic_sets: Mapping[str, SetDef]
     static_sets: Mapping[str, IPSet]  # ipBlock sets: content fixed by the policy
+    set_names: tuple[str, ...] = ()  # every cluster-wide set the chains name, all families
+    jumps: bool = False  # some family has a jump rule (so the target set is named)
 
 
 def target_spec(p: NetworkPolicy) -> GroupSpec:
@@ -232,8 +234,10 @@ class _Builder:
 def compile_policy(p: NetworkPolicy, settings: CompileSettings, families: tuple[Family, ...]) -> CompiledPolicy:
     b = _Builder(p, settings)
     fams = {fam: b.family(fam) for fam in families}
+    names = tuple(sorted({n for fp in fams.values() for n in fp.sets}))
+    jumps = any(fp.egress_jump is not None or fp.ingress_jump is not None for fp in fams.values())
     return CompiledPolicy(p.key, b.target, p.isolates_ingress, p.isolates_egress, fams,
-                          b.groups, b.dynamic, b.static)
+                          b.groups, b.dynamic, b.static, names, jumps)
 
 
 def uses_ipv6(p: NetworkPolicy) -> bool:
