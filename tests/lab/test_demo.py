@@ -19,7 +19,7 @@ from stockade.lab import netns
 
 MISSING = [m for m in ("stockade.kubeemu.main", "controller.main", "nodeagent.main")
            if importlib.util.find_spec(m) is None]
-pytestmark = [pytest.mark.root, pytest.mark.timeout(240),
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(240),
               pytest.mark.skipif(bool(MISSING), reason=f"pipeline not complete yet: missing {MISSING}")]
 
 DEMO = [sys.executable, "-m", "stockade.cli", "demo", "--status-port", "0", "--api-port", "0"]

@@ -27,7 +27,7 @@ from .conftest import leftovers
 
 MISSING = [m for m in ("stockade.kubeemu.main", "controller.main", "nodeagent.main")
            if importlib.util.find_spec(m) is None]
-pytestmark = [pytest.mark.root, pytest.mark.timeout(180),
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(180),
               pytest.mark.skipif(bool(MISSING), reason=f"pipeline not complete yet: missing {MISSING}")]
 
 NS = {"x": {"labels": {"kubernetes.io/metadata.name": "x", "team": "a"}},

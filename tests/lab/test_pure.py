@@ -87,3 +87,17 @@ def test_convergence_needs_the_change_seen_and_every_agent_acked() -> None:
     assert "applied version 3, desired 4" in _not_converged(_status(nodes=lagging), {}, 1)
     assert "not ready" in _not_converged(_status(ready=False), {}, 1)
     assert "queued" in _not_converged(_status(writer={"queued": 2}), {}, 1)
+
+
+def test_packaged_recipes_match_the_shared_cases() -> None:
+    """The demo's copies must not drift from shared/cases/recipes."""
+    import pytest
+
+    from stockade.lab import recipes
+
+    shared = Path(__file__).resolve().parents[3] / "shared" / "cases" / "recipes"
+    if not shared.is_dir():
+        pytest.skip(f"no shared cases beside the repository ({shared})")
+    mine = {p.name: p.read_bytes() for p in recipes.directory().iterdir() if p.suffix in (".json", ".md")}
+    theirs = {p.name: p.read_bytes() for p in shared.iterdir() if p.suffix in (".json", ".md")}
+    assert mine == theirs

@@ -15,7 +15,7 @@ from stockade.lab import recipes
 
 MISSING = [m for m in ("stockade.kubeemu.main", "controller.main", "nodeagent.main")
            if importlib.util.find_spec(m) is None]
-pytestmark = [pytest.mark.root, pytest.mark.timeout(600),
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(bool(MISSING), reason=f"pipeline not complete yet: missing {MISSING}")]
 
 
