@@ -9,6 +9,7 @@ of the pipeline exists.
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -196,3 +197,33 @@ def test_interrupted_lab_run_removes_everything() -> None:
             p.kill()
             p.wait()
     assert leftovers(runid) == []
+
+
+TEMPLATES_SCTP: dict[str, Any] = {
+    "name": "e2e-templates-sctp", "nodes": 2,
+    "namespaces": {"x": {"labels": {"kubernetes.io/metadata.name": "x"}}},
+    "pods": [{"namespace": "x", "name": "a", "labels": {"app": "a"}, "ports": HTTP},
+             {"namespace": "x", "name": "b", "labels": {"app": "b"},
+              "ports": [*HTTP, {"port": 9000, "protocol": "SCTP", "name": "sctp"}]},
+             {"namespace": "x", "name": "c", "labels": {"app": "c"}, "ports": HTTP}],
+    "external": [{"name": "internet", "ip": "203.0.113.7", "ports": []}],
+    "policies": [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                  "metadata": {"name": "a-from-b", "namespace": "x"},
+                  "spec": {"podSelector": {"matchLabels": {"app": "a"}},
+                           "ingress": [{"from": [{"ipBlock": {"cidr": "{{ip x/b}}/32"}}]}]}}],
+    "probes": [probe("x/b", "x/a", "allow"), probe("x/c", "x/a", "deny"),
+               probe("external:internet", "x/a", "deny"), probe("external:internet", "x/c", "allow"),
+               {"from": "x/c", "to": "x/b", "port": 9000, "protocol": "SCTP", "expect": "allow"}],
+}
+
+
+def test_templates_outside_host_and_sctp_error(tmp_path: Path) -> None:
+    f = tmp_path / "case.json"
+    f.write_text(json.dumps(TEMPLATES_SCTP))
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "lab", "run", str(f)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert (doc["passed"], doc["failed"]) == (4, 1), r.stdout
+    [sctp] = [x for x in doc["cases"][0]["results"] if x["protocol"] == "SCTP"]
+    assert "no SCTP" in sctp["error"]
