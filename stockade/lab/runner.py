@@ -106,7 +106,7 @@ class Session:
 
     def __init__(self, group: list[tuple[Case, list[Stage]]], mode: Mode = "bridged",
                  probe_timeout: float = 1.5) -> None:
-        self.group = group
+        self.group = list(group)  # a copy: the caller pops the cases it has run
         ext: dict[str, str] = {}
         for c, _ in group:
             for x in c.external:

@@ -101,3 +101,24 @@ def test_packaged_recipes_match_the_shared_cases() -> None:
     mine = {p.name: p.read_bytes() for p in recipes.directory().iterdir() if p.suffix in (".json", ".md")}
     theirs = {p.name: p.read_bytes() for p in shared.iterdir() if p.suffix in (".json", ".md")}
     assert mine == theirs
+
+
+def test_cases_share_a_lab_only_when_nodes_and_outside_hosts_agree() -> None:
+    from stockade.lab.runner import Session, groups
+
+    def case(name: str, nodes: int, ext: list[tuple[str, str]]) -> tuple[cases.Case, list[cases.Stage]]:
+        c = cases.parse_case({"name": name, "nodes": nodes, "namespaces": {}, "pods": [], "probes": [],
+                              "external": [{"name": n, "ip": ip} for n, ip in ext]})
+        return c, cases.case_stages(c)
+
+    a = case("a", 2, [("internet", "192.0.2.10")])
+    b = case("b", 2, [])
+    c = case("c", 2, [("internet", "192.0.2.11")])  # same name, other address
+    d = case("d", 3, [])
+    e = case("e", 3, [("dns", "192.0.2.53")])
+    assert [[x[0].name for x in g] for g in groups([a, b, c, d, e], isolate=False)] == [["a", "b"], ["c"], ["d", "e"]]
+    assert [[x[0].name for x in g] for g in groups([a, b], isolate=True)] == [["a"], ["b"]]
+    pending = [a, b]
+    s = Session(pending)
+    pending.pop(0)  # the runner pops what it runs; the session still knows every case's outside ports
+    assert [x[0].name for x in s.group] == ["a", "b"]
