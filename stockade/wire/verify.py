@@ -12,7 +12,8 @@ through ``stockade.state.check_member``, so the error messages are the
 contract's own and nothing invalid is accepted.
 
 For deltas, :func:`validate_after_delta` checks only members the delta
-added (the rest were checked when the previous state was accepted).
+added (the rest were checked when the previous state was accepted), and
+skips the structural check when the delta changes members only.
 No I/O.
 """
 
@@ -58,6 +59,19 @@ def validate_state(state: NodeState) -> None:
 def validate_after_delta(new: NodeState, delta: NodeDelta) -> None:
     """``validate(new)`` where ``new`` = a validated state + ``delta``: only
     the members the delta brings in are checked."""
+    if not (delta.sets_upserted or delta.sets_removed or delta.chains_upserted or delta.chains_removed
+            or delta.hooks):
+        # members only (the common case: pods come and go): names, types and
+        # rules are those of the validated state; only new members need a look
+        for md in delta.set_members:
+            cur = new.sets.get(md.name)
+            if cur is None:
+                raise StateError(f"set_members: no set {md.name!r}")
+            check_members(cur, md.added, f"sets[{md.name!r}].members")
+            check_members(cur, md.nomatch_added, f"sets[{md.name!r}].nomatch")
+            if md.nomatch_added and cur.type != "hash:net":
+                raise StateError(f"sets[{md.name!r}].nomatch: only hash:net sets take nomatch members")
+        return
     checks: dict[str, tuple[IPSet, Iterable[str], Iterable[str]]] = {}
     for s in delta.sets_upserted:
         if s.name in new.sets:

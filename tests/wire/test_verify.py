@@ -90,3 +90,18 @@ def test_random_members_same_verdict(member: str, typ: str) -> None:
         except StateError:
             verdicts.append(False)
     assert verdicts[0] == verdicts[1]
+
+
+@pytest.mark.parametrize("typ, member, nomatch, why", [
+    pytest.param("hash:ip", "10.0.0.999", False, "not a valid hash:ip", id="bad-added-member"),
+    pytest.param("hash:ip", "10.0.0.7", True, "only hash:net sets take nomatch", id="nomatch-on-hash-ip"),
+])
+def test_members_only_delta_still_checks_what_it_adds(typ: str, member: str, nomatch: bool, why: str) -> None:
+    from stockade.state import NodeDelta, SetMembersDelta
+
+    old = make_state()
+    md = SetMembersDelta("stk-pods", nomatch_added=frozenset({member})) if nomatch else \
+        SetMembersDelta("stk-pods", added=frozenset({member}))
+    d = NodeDelta("n1", set_members=(md,))
+    with pytest.raises(StateError, match=why):
+        validate_after_delta(apply_delta(old, d), d)
