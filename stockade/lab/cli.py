@@ -101,7 +101,7 @@ async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool) ->
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="stockade lab", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="stockade lab", description="A cluster of network namespaces running the real pipeline: run policy cases in it, build one by hand, clean up.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run cases in a lab; print the result document")
     r.add_argument("cases", nargs="+", metavar="CASE_OR_DIR")

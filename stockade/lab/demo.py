@@ -276,7 +276,7 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="stockade demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="stockade demo", description="A 3-node lab cluster (network namespaces, real emulator, controller and agents) enforcing the network policy recipes one after another, then staying up for your own policies (Ctrl-C tears it down).")
     ap.add_argument("--no-wait", action="store_true", help="run the recipes, then tear down and exit")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--mode", choices=("bridged", "routed"), default="bridged")
