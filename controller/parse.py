@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -89,9 +90,97 @@ class PolicyInvalid(ValueError):
     ``errors`` lists every problem, each starting with its field path."""
 
     def __init__(self, key: str, errors: list[str]) -> None:
-        super().__init__(f"NetworkPolicy {key} is invalid: " + "; ".join(errors))
+        super().__init__(f"NetworkPolicy {_key(key)} is invalid: " + "; ".join(errors))
         self.key = key
         self.errors = errors
+
+
+# --------------------------------------------------------------------------
+# Limits: inputs that must not break anything (docs/reliability.md)
+
+ETCD_OBJECT_BYTES = 1_572_864
+"""etcd's default request size limit (``--max-request-bytes``, 1.5 MiB).
+No object the API server stores is larger, so the limits derived from it
+below never refuse a policy a real cluster can hold; they only stop
+objects no API server would send (a bug, a hand-made watch event, a fuzzer)
+from costing the controller unbounded time and memory."""
+
+MAX_POLICY_IPBLOCKS = ETCD_OBJECT_BYTES // 28
+"""ipBlock peers in one policy (56,173).  The shortest ipBlock peer,
+``{"ipBlock":{"cidr":"::/0"}},``, is 28 bytes of JSON, so a policy with
+more cannot be stored.  Above it :func:`parse_policy` raises
+:class:`PolicyInvalid` naming the list and the limit, before parsing any
+entry of that list."""
+
+MAX_POLICY_ENTRIES = ETCD_OBJECT_BYTES // 3
+"""List entries in one policy, every list counted together (rules, peers,
+ports, except CIDRs, match expressions, their values, policy types):
+524,288.  The shortest JSON list entry (``"",`` or ``{},``) is 3 bytes.
+Checked as each list is reached, before its entries are read."""
+
+MAX_ERRORS = 100
+"""Problems a :class:`PolicyInvalid` lists; the rest are counted in a last
+``... and N more problems`` entry, so a policy with 50,000 bad entries
+gives a readable report (log line, status page, ``stockade evaluate``)."""
+
+MAX_ECHO = 80
+"""Characters of an offending value (or map key) quoted in an error
+message.  A longer value is shown cut, with its length
+(``'xxxx...'... (1000000 characters)``): a 1 MB label value never comes
+back in a message, a log line or the status page."""
+
+MAX_LABEL_VALUE = 63
+"""Longest label value the API server accepts (``IsValidLabelValue``); pods,
+namespaces and nodes with a longer one are refused with :class:`ParseError`
+(a cheap length check, not a full validation)."""
+
+MAX_LABEL_KEY = 253 + 1 + 63
+"""Longest label key the API server accepts: a 253-character DNS prefix,
+``/``, a 63-character name."""
+
+_CACHED_TEXT = 64  # strings longer than this are checked without the lru caches (no megabyte kept alive)
+
+
+class _Repr(reprlib.Repr):
+    """``repr`` bounded in depth, width and length; huge ints are summarised
+    (``str()`` of an int of over 4,300 digits raises ValueError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, MAX_ECHO, MAX_ECHO, MAX_ECHO
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 8
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _Repr()
+
+
+def _show(v: Any, quote: bool = True) -> str:
+    """A value for an error message: ``repr`` when short, else cut (MAX_ECHO)."""
+    if isinstance(v, str):
+        if len(v) <= MAX_ECHO:
+            return repr(v) if quote else v
+        head = v[:MAX_ECHO]
+        return f"{head!r}... ({len(v)} characters)" if quote else f"{head}... ({len(v)} characters)"
+    if v is None or isinstance(v, bool | float):
+        return repr(v)
+    if isinstance(v, int | list | tuple | dict):
+        try:
+            return _REPR.repr(v)
+        except (ValueError, RecursionError):
+            return f"<{type(v).__name__}>"
+    return f"<{type(v).__name__}>"
+
+
+def _key(k: Any) -> str:
+    """A map key inside a field path (``metadata.labels[KEY]``), cut like :func:`_show`."""
+    if isinstance(k, str) and len(k) <= MAX_ECHO:
+        return k
+    return _show(k, quote=False)
 
 
 # --------------------------------------------------------------------------
@@ -104,20 +193,31 @@ _PORT_NAME_CHARS = re.compile(r"[-a-z0-9]+")
 _HAS_LETTER = re.compile(r"[a-z]")
 
 
-@lru_cache(maxsize=65536)
 def _label_value_problem(value: str) -> str | None:
+    if len(value) > MAX_LABEL_VALUE:
+        return "must be no more than 63 characters"
+    return _label_value_problem_cached(value)
+
+
+@lru_cache(maxsize=65536)
+def _label_value_problem_cached(value: str) -> str | None:
     if value == "":
         return None
-    if len(value) > 63:
-        return "must be no more than 63 characters"
     if _QUALIFIED_NAME.fullmatch(value) is None:
         return ("must consist of alphanumeric characters, '-', '_' or '.', and must start "
                 "and end with an alphanumeric character")
     return None
 
 
-@lru_cache(maxsize=65536)
-def _label_key_problem(key: str) -> str | None:
+def _label_key_problem(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return f"must be a string, not {type(key).__name__}"
+    if len(key) > _CACHED_TEXT:
+        return _label_key_problem_of(key)
+    return _label_key_problem_cached(key)
+
+
+def _label_key_problem_of(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
     if slash and not prefix:
         return "prefix part must be non-empty"
@@ -136,11 +236,18 @@ def _label_key_problem(key: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
+_label_key_problem_cached = lru_cache(maxsize=65536)(_label_key_problem_of)
+
+
 def _port_name_problem(name: str) -> str | None:
     """IANA_SVC_NAME (RFC 6335), as ``validation.IsValidPortName``."""
     if not 1 <= len(name) <= 15:
         return "must be no more than 15 characters"
+    return _port_name_problem_cached(name)
+
+
+@lru_cache(maxsize=4096)
+def _port_name_problem_cached(name: str) -> str | None:
     if _PORT_NAME_CHARS.fullmatch(name) is None:
         return "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
     if _HAS_LETTER.search(name) is None:
@@ -172,16 +279,24 @@ def _sloppy(text: str) -> str:
     return text
 
 
-@lru_cache(maxsize=65536)
 def canonical_cidr(text: str) -> str | None:
     """Canonical network text of ``text`` (host bits cleared), None if it
     is not a CIDR."""
+    if len(text) > _CACHED_TEXT:
+        return _canonical_cidr(text)
+    return _canonical_cidr_cached(text)
+
+
+def _canonical_cidr(text: str) -> str | None:
     if "/" not in text:
         return None
     try:
         return str(ipaddress.ip_network(_sloppy(text), strict=False))
     except ValueError:
         return None
+
+
+_canonical_cidr_cached = lru_cache(maxsize=65536)(_canonical_cidr)
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -256,7 +371,13 @@ def _labels(v: Any, field: str) -> Mapping[str, str]:
         raise ParseError(field, f"must be an object, not {type(v).__name__}")
     for k, val in v.items():
         if not isinstance(val, str):
-            raise ParseError(f"{field}[{k}]", f"must be a string, not {type(val).__name__}")
+            raise ParseError(f"{field}[{_key(k)}]", f"must be a string, not {type(val).__name__}")
+        if len(val) > MAX_LABEL_VALUE:
+            raise ParseError(f"{field}[{_key(k)}]", f"label value of {len(val)} characters is longer than "
+                                                    f"{MAX_LABEL_VALUE}")
+        if not isinstance(k, str) or len(k) > MAX_LABEL_KEY:
+            raise ParseError(f"{field}[{_key(k)}]", f"label key must be a string of at most {MAX_LABEL_KEY} "
+                                                    "characters")
     return _intern_labels(v)
 
 
@@ -307,9 +428,9 @@ def _container_ports(spec: dict[str, Any]) -> tuple[ContainerPort, ...]:
                 name = p.get("name") or ""
                 if type(num) is not int or not 0 < num < 65536:
                     raise ParseError(f"{base}[{ci}].ports[{pi}].containerPort",
-                                     f"must be a port number 1-65535, not {num!r}")
+                                     f"must be a port number 1-65535, not {_show(num)}")
                 if proto not in PROTOCOLS:
-                    raise ParseError(f"{base}[{ci}].ports[{pi}].protocol", f"unsupported protocol {proto!r}")
+                    raise ParseError(f"{base}[{ci}].ports[{pi}].protocol", f"unsupported protocol {_show(proto)}")
                 if not isinstance(name, str):
                     raise ParseError(f"{base}[{ci}].ports[{pi}].name", f"must be a string, not {type(name).__name__}")
                 out.append(_container_port(num, proto, name))
@@ -324,7 +445,7 @@ def parse_pod(obj: Any) -> Pod:
     status = _obj(obj.get("status"), "status")
     host_network = spec.get("hostNetwork") or False
     if not isinstance(host_network, bool):
-        raise ParseError("spec.hostNetwork", f"must be a boolean, not {host_network!r}")
+        raise ParseError("spec.hostNetwork", f"must be a boolean, not {_show(host_network)}")
     raw_ips: list[tuple[str, Any]] = []
     pod_ips = _list(status.get("podIPs"), "status.podIPs")
     for i, e in enumerate(pod_ips):
@@ -335,7 +456,7 @@ def parse_pod(obj: Any) -> Pod:
     for field, raw in raw_ips:
         ip = canonical_ip(_str(raw, field, required=True))
         if ip is None:
-            raise ParseError(field, f"{raw!r} is not an IP address")
+            raise ParseError(field, f"{_show(raw)} is not an IP address")
         if ip not in ips:
             ips.append(ip)
     return Pod(
@@ -364,7 +485,7 @@ def parse_node(obj: Any) -> Node:
         raw = _str(a.get("address"), f"status.addresses[{i}].address", required=True)
         ip = canonical_ip(raw)
         if ip is None:
-            raise ParseError(f"status.addresses[{i}].address", f"{raw!r} is not an IP address")
+            raise ParseError(f"status.addresses[{i}].address", f"{_show(raw)} is not an IP address")
         if ip not in addrs:
             addrs.append(ip)
     cidrs: list[str] = []
@@ -374,7 +495,7 @@ def parse_node(obj: Any) -> Node:
     for field, raw in raw_cidrs:
         c = canonical_cidr(_str(raw, field, required=True))
         if c is None:
-            raise ParseError(field, f"{raw!r} is not a CIDR")
+            raise ParseError(field, f"{_show(raw)} is not a CIDR")
         if c not in cidrs:
             cidrs.append(c)
     return Node(name, tuple(addrs), tuple(cidrs))
@@ -394,19 +515,41 @@ def policy_key_of(obj: Any, default_namespace: str = "default") -> str:
     return f"{ns}/{name}"
 
 
+class _TooBig(Exception):
+    """A policy past one of the size limits: parsing stops at once."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.text = f"{path}: {message}"
+
+
 class _Errors:
-    __slots__ = ("items",)
+    """``items``: the first MAX_ERRORS problems; ``count``: all of them;
+    ``entries``/``ipblocks``: list entries and ipBlock peers seen so far
+    (the size limits)."""
+
+    __slots__ = ("count", "entries", "ipblocks", "items")
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.count = 0
+        self.entries = 0
+        self.ipblocks = 0
 
     def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
+        self.count += 1
+        if self.count <= MAX_ERRORS:
+            self.items.append(f"{path}: {message}")
+
+    def report(self) -> list[str]:
+        if self.count > MAX_ERRORS:
+            return [*self.items, f"... and {self.count - MAX_ERRORS} more problems"]
+        return self.items
 
     def known(self, obj: dict[str, Any], path: str, allowed: frozenset[str]) -> None:
         for k in obj:
             if k not in allowed:
-                self.add(f"{path}.{k}" if path else k, "unknown field")
+                self.add(f"{path}.{_key(k)}" if path else _key(k), "unknown field")
 
     def obj(self, v: Any, path: str) -> dict[str, Any] | None:
         """``v`` as an object (None stays None); records a type error."""
@@ -419,6 +562,10 @@ class _Errors:
         if v is None:
             return []
         if isinstance(v, list):
+            self.entries += len(v)
+            if self.entries > MAX_POLICY_ENTRIES:
+                raise _TooBig(path, f"{len(v)} entries take the policy past {MAX_POLICY_ENTRIES} list entries "
+                                    f"(more than etcd's {ETCD_OBJECT_BYTES}-byte object limit can hold)")
             return v
         self.add(path, f"must be a list, not {type(v).__name__}")
         return []
@@ -443,8 +590,11 @@ def _selector_cache_key(raw: dict[str, Any]) -> object:
             or (me is not None and not isinstance(me, list)):
         return None
     try:
+        # values must be a list (or absent) to be cached: "abc", "" or 0 would
+        # otherwise share the key of ["a", "b", "c"] or of no values at all
         exprs = tuple((e["key"], e["operator"], tuple(e.get("values") or ())) for e in me or ()
-                      if isinstance(e, dict) and _REQUIREMENT.issuperset(e))
+                      if isinstance(e, dict) and _REQUIREMENT.issuperset(e)
+                      and (e.get("values") is None or isinstance(e.get("values"), list)))
         if me and len(exprs) != len(me):
             return None
         key = (tuple(ml.items()) if ml else (), exprs)
@@ -464,21 +614,21 @@ def _selector(raw: Any, path: str, errs: _Errors) -> LabelSelector:
         hit = _SELECTORS.get(ck)
         if hit is not None:
             return hit
-    before = len(errs.items)
+    before = errs.count
     errs.known(d, path, _SELECTOR)
     labels: list[tuple[str, str]] = []
     ml = errs.obj(d.get("matchLabels"), f"{path}.matchLabels") or {}
     for k, v in ml.items():
-        p = f"{path}.matchLabels[{k}]"
+        p = f"{path}.matchLabels[{_key(k)}]"
         prob = _label_key_problem(k)
         if prob:
-            errs.add(p, f"invalid label key {k!r}: {prob}")
+            errs.add(p, f"invalid label key {_show(k)}: {prob}")
         if not isinstance(v, str):
             errs.add(p, f"label value must be a string, not {type(v).__name__}")
             continue
         prob = _label_value_problem(v)
         if prob:
-            errs.add(p, f"invalid label value {v!r}: {prob}")
+            errs.add(p, f"invalid label value {_show(v)}: {prob}")
         labels.append((k, v))
     reqs: set[Requirement] = set()
     for i, e in enumerate(errs.lst(d.get("matchExpressions"), f"{path}.matchExpressions")):
@@ -494,14 +644,14 @@ def _selector(raw: Any, path: str, errs: _Errors) -> LabelSelector:
         ok = True
         if op in ("In", "NotIn"):
             if not values:
-                errs.add(f"{ep}.values", f"must be specified when operator is {op!r}")
+                errs.add(f"{ep}.values", f"must be specified when operator is {_show(op)}")
                 ok = False
         elif op in ("Exists", "DoesNotExist"):
             if values:
-                errs.add(f"{ep}.values", f"may not be specified when operator is {op!r}")
+                errs.add(f"{ep}.values", f"may not be specified when operator is {_show(op)}")
                 ok = False
         else:
-            errs.add(f"{ep}.operator", f"{op!r} is not a valid selector operator (In, NotIn, Exists, DoesNotExist)")
+            errs.add(f"{ep}.operator", f"{_show(op)} is not a valid selector operator (In, NotIn, Exists, DoesNotExist)")
             ok = False
         if not isinstance(key, str) or not key:
             errs.add(f"{ep}.key", "required" if not key else f"must be a string, not {type(key).__name__}")
@@ -509,7 +659,7 @@ def _selector(raw: Any, path: str, errs: _Errors) -> LabelSelector:
         else:
             prob = _label_key_problem(key)
             if prob:
-                errs.add(f"{ep}.key", f"invalid label key {key!r}: {prob}")
+                errs.add(f"{ep}.key", f"invalid label key {_show(key)}: {prob}")
                 ok = False
         for vi, v in enumerate(values):
             if not isinstance(v, str):
@@ -518,14 +668,14 @@ def _selector(raw: Any, path: str, errs: _Errors) -> LabelSelector:
                 continue
             prob = _label_value_problem(v)
             if prob:
-                errs.add(f"{ep}.values[{vi}]", f"invalid label value {v!r}: {prob}")
+                errs.add(f"{ep}.values[{vi}]", f"invalid label value {_show(v)}: {prob}")
                 ok = False
         if ok and isinstance(key, str) and op in _OPERATORS:
             reqs.add(Requirement(key, _OPERATORS[op], tuple(sorted(set(values)))))
     sel = LabelSelector(tuple(sorted(labels)), tuple(sorted(reqs, key=lambda r: (r.key, r.operator, r.values))))
     if sel.is_empty:
         sel = SELECT_ALL
-    if ck is not None and len(errs.items) == before:
+    if ck is not None and errs.count == before:
         if len(_SELECTORS) >= _INTERN_LIMIT:
             _SELECTORS.clear()
         _SELECTORS[ck] = sel
@@ -546,32 +696,32 @@ def _port_entry(proto: Any, port: Any, end: Any) -> tuple[PortSpec, _Problems]:
     if proto is None:
         proto = "TCP"
     elif proto not in PROTOCOLS:
-        probs.append((".protocol", f"unsupported protocol {proto!r}: supported values are TCP, UDP, SCTP"))
+        probs.append((".protocol", f"unsupported protocol {_show(proto)}: supported values are TCP, UDP, SCTP"))
         proto = "TCP"
     if end is not None and not _port_num(end):
-        probs.append((".endPort", f"must be an integer, not {end!r}"))
+        probs.append((".endPort", f"must be an integer, not {_show(end)}"))
         end = None
     if port is None:
         if end is not None:
             probs.append((".endPort", "may not be specified when port is not specified"))
     elif _port_num(port):
         if not 1 <= port <= 65535:
-            probs.append((".port", f"{port} must be between 1 and 65535, inclusive"))
+            probs.append((".port", f"{_show(port)} must be between 1 and 65535, inclusive"))
         if end is not None:
             if end < port:
-                probs.append((".endPort", f"{end} must be greater than or equal to port {port}"))
+                probs.append((".endPort", f"{_show(end)} must be greater than or equal to port {_show(port)}"))
             if not 1 <= end <= 65535:
-                probs.append((".endPort", f"{end} must be between 1 and 65535, inclusive"))
+                probs.append((".endPort", f"{_show(end)} must be between 1 and 65535, inclusive"))
             if end == port:
                 end = None
     elif isinstance(port, str):
         if end is not None:
-            probs.append((".endPort", f"may not be specified when port is a named port ({port!r})"))
+            probs.append((".endPort", f"may not be specified when port is a named port ({_show(port)})"))
         prob = _port_name_problem(port)
         if prob:
-            probs.append((".port", f"invalid port name {port!r}: {prob}"))
+            probs.append((".port", f"invalid port name {_show(port)}: {prob}"))
     else:
-        probs.append((".port", f"must be a port number or a port name, not {port!r}"))
+        probs.append((".port", f"must be a port number or a port name, not {_show(port)}"))
         port = None
     return PortSpec(proto, port, end), tuple(probs)
 
@@ -603,26 +753,28 @@ def _except_key(c: str) -> tuple[bytes, str]:
     return ipaddress.ip_network(c).network_address.packed, c
 
 
-@lru_cache(maxsize=16384)
 def _ip_block_entry(cidr_raw: str, excepts_raw: tuple[str, ...]) -> tuple[IPBlock, _Problems]:
     """``ValidateIPBlock``: a CIDR, and excepts strictly within it."""
     cidr = canonical_cidr(cidr_raw)
     if cidr is None:
-        return IPBlock("0.0.0.0/0"), ((".cidr", f"{cidr_raw!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"),)
+        return IPBlock("0.0.0.0/0"), ((".cidr", f"{_show(cidr_raw)} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"),)
     net = ipaddress.ip_network(cidr)
     probs: list[tuple[str, str]] = []
     excepts: set[str] = set()
     for i, ex in enumerate(excepts_raw):
         exc = canonical_cidr(ex)
         if exc is None:
-            probs.append((f".except[{i}]", f"{ex!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+            probs.append((f".except[{i}]", f"{_show(ex)} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
             continue
         en = ipaddress.ip_network(exc)
         if en.version != net.version or not en.subnet_of(net) or en.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
-            probs.append((f".except[{i}]", f"{ex} is not within cidr {cidr_raw} (must be a strict subset)"))
+            probs.append((f".except[{i}]", f"{_show(ex, quote=False)} is not within cidr {_show(cidr_raw, quote=False)} (must be a strict subset)"))
             continue
         excepts.add(exc)
     return IPBlock(cidr, tuple(sorted(excepts, key=_except_key))), tuple(probs)
+
+
+_ip_block_entry_cached = lru_cache(maxsize=16384)(_ip_block_entry)
 
 
 def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
@@ -632,15 +784,17 @@ def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
         errs.add(f"{path}.cidr", "required")
         return IPBlock("0.0.0.0/0")
     if not isinstance(cidr_raw, str):
-        errs.add(f"{path}.cidr", f"{cidr_raw!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+        errs.add(f"{path}.cidr", f"{_show(cidr_raw)} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
         return IPBlock("0.0.0.0/0")
     ex_list = errs.lst(raw.get("except"), f"{path}.except")
     bad = [i for i, e in enumerate(ex_list) if not isinstance(e, str)]
     for i in bad:
-        errs.add(f"{path}.except[{i}]", f"{ex_list[i]!r} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+        errs.add(f"{path}.except[{i}]", f"{_show(ex_list[i])} is not a valid CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)")
     if bad:
         return IPBlock("0.0.0.0/0")
-    block, probs = _ip_block_entry(cidr_raw, tuple(ex_list))
+    excepts = tuple(ex_list)
+    small = len(excepts) <= 16 and len(cidr_raw) <= _CACHED_TEXT and all(len(e) <= _CACHED_TEXT for e in excepts)
+    block, probs = (_ip_block_entry_cached if small else _ip_block_entry)(cidr_raw, excepts)
     for suffix, msg in probs:
         errs.add(path + suffix, msg)
     return block
@@ -649,7 +803,12 @@ def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
 def _peers(raw: Any, path: str, errs: _Errors) -> tuple[Peer, ...]:
     """``ValidateNetworkPolicyPeer`` for each entry."""
     out: list[Peer] = []
-    for i, pe in enumerate(errs.lst(raw, path)):
+    peers = errs.lst(raw, path)
+    errs.ipblocks += sum(1 for pe in peers if isinstance(pe, dict) and pe.get("ipBlock") is not None)
+    if errs.ipblocks > MAX_POLICY_IPBLOCKS:
+        raise _TooBig(path, f"the policy has more than {MAX_POLICY_IPBLOCKS} ipBlock peers "
+                            f"(more than etcd's {ETCD_OBJECT_BYTES}-byte object limit can hold)")
+    for i, pe in enumerate(peers):
         pp = f"{path}[{i}]"
         d = errs.obj(pe, pp)
         if d is None:
@@ -693,16 +852,23 @@ def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
     policy without ``metadata.namespace`` lands in ``default_namespace``,
     as ``kubectl apply`` does."""
     key = policy_key_of(obj, default_namespace)
-    errs = _Errors()
     if not isinstance(obj, dict):
         raise PolicyInvalid(key, [f"<object>: must be an object, not {type(obj).__name__}"])
+    try:
+        return _policy(obj, default_namespace, key)
+    except _TooBig as e:
+        raise PolicyInvalid(key, [e.text]) from None
+
+
+def _policy(obj: dict[str, Any], default_namespace: str, key: str) -> NetworkPolicy:
+    errs = _Errors()
     errs.known(obj, "", _TOP)
     kind = obj.get("kind")
     if kind is not None and kind != "NetworkPolicy":
-        errs.add("kind", f"{kind!r} is not NetworkPolicy")
+        errs.add("kind", f"{_show(kind)} is not NetworkPolicy")
     api = obj.get("apiVersion")
     if api is not None and api != "networking.k8s.io/v1":
-        errs.add("apiVersion", f"{api!r} is not networking.k8s.io/v1")
+        errs.add("apiVersion", f"{_show(api)} is not networking.k8s.io/v1")
     meta = errs.obj(obj.get("metadata"), "metadata") or {}
     name = meta.get("name")
     if not name:
@@ -712,19 +878,19 @@ def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
         errs.add("metadata.name", f"must be a string, not {type(name).__name__}")
         name = ""
     elif (prob := _name_problem(name, label=False)) is not None:
-        errs.add("metadata.name", f"invalid name {name!r}: {prob}")
+        errs.add("metadata.name", f"invalid name {_show(name)}: {prob}")
     ns = meta.get("namespace") or default_namespace
     if not isinstance(ns, str):
         errs.add("metadata.namespace", f"must be a string, not {type(ns).__name__}")
         ns = default_namespace
     elif (prob := _name_problem(ns, label=True)) is not None:
-        errs.add("metadata.namespace", f"invalid namespace {ns!r}: {prob}")
+        errs.add("metadata.namespace", f"invalid namespace {_show(ns)}: {prob}")
     mlabels = errs.obj(meta.get("labels"), "metadata.labels") or {}
     for k, v in mlabels.items():
         if (prob := _label_key_problem(k)) is not None:
-            errs.add(f"metadata.labels[{k}]", f"invalid label key {k!r}: {prob}")
+            errs.add(f"metadata.labels[{_key(k)}]", f"invalid label key {_show(k)}: {prob}")
         if not isinstance(v, str) or (prob := _label_value_problem(v)) is not None:
-            errs.add(f"metadata.labels[{k}]", f"invalid label value {v!r}: {prob or 'must be a string'}")
+            errs.add(f"metadata.labels[{_key(k)}]", f"invalid label value {_show(v)}: {prob or 'must be a string'}")
 
     spec = errs.obj(obj.get("spec"), "spec") or {}
     errs.known(spec, "spec", _SPEC)
@@ -742,11 +908,11 @@ def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
                 if t not in types:
                     types.append(t)
             else:
-                errs.add(f"spec.policyTypes[{i}]", f"unsupported value {t!r}: supported values are Ingress, Egress")
+                errs.add(f"spec.policyTypes[{i}]", f"unsupported value {_show(t)}: supported values are Ingress, Egress")
     if not types_raw:
         types = ["Ingress", "Egress"] if egress else ["Ingress"]
-    if errs.items:
-        raise PolicyInvalid(key, errs.items)
+    if errs.count:
+        raise PolicyInvalid(key, errs.report())
     order: tuple[PolicyType, ...] = ("Ingress", "Egress")
     ordered = tuple(t for t in order if t in types)
     return NetworkPolicy(ns, name, pod_selector, ordered, ingress, egress)
