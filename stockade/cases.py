@@ -37,7 +37,9 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import os
 import re
+import reprlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,27 @@ from typing import Any, Literal, TextIO
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 ACTION_KINDS = ("apply", "delete", "label-pod", "label-namespace", "create-pod", "delete-pod")
 MAX_NODES = 200
+
+MAX_CASE_BYTES = 8 << 20
+"""Largest case file read (8 MiB).  The recipes are 1-6 KiB and a case is
+written by hand; a bigger file is refused with a :class:`CaseError` from its
+size alone, before any of it is read (and a file that grows past the limit
+while being read, or a device, is cut off at MAX_CASE_BYTES + 1 bytes)."""
+
+MAX_NESTING = 64
+"""Deepest JSON nesting accepted in a case file.  A case is at most about
+12 levels deep (a policy's ``matchExpressions`` values); deeper documents
+are refused with the path of the first too-deep value, so no recursive step
+(template expansion, copies) ever meets Python's recursion limit."""
+
+MAX_ECHO = 80
+"""Characters of an offending value quoted in an error message (longer
+values are cut and their length given), so a huge value never comes back
+in full."""
+
+MAX_FIELD_TEXT = 300
+"""Longest field path (and, x4, message) a :class:`CaseError` carries; map
+keys come from the file and may be arbitrarily long."""
 POD_NET = ipaddress.ip_network("198.18.0.0/15")
 Expect = Literal["allow", "deny"]
 
@@ -54,10 +77,43 @@ class CaseError(ValueError):
     """An unusable case file: ``file``, the JSON ``field`` path, ``message``."""
 
     def __init__(self, file: str, field: str, message: str) -> None:
+        field, message = _cut(field, MAX_FIELD_TEXT), _cut(message, 4 * MAX_FIELD_TEXT)
         super().__init__(f"{file}: {field or '<file>'}: {message}")
         self.file = file
         self.field = field
         self.message = message
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class _Repr(reprlib.Repr):
+    """``repr`` bounded in depth, width and length; huge ints summarised
+    (``str()`` of an int of over 4,300 digits raises ValueError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, MAX_ECHO, MAX_ECHO, MAX_ECHO
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 8
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _Repr()
+
+
+def _show(v: Any) -> str:
+    """A value for an error message: its ``repr``, cut to about MAX_ECHO characters."""
+    if isinstance(v, str):
+        return repr(v) if len(v) <= MAX_ECHO else f"{v[:MAX_ECHO]!r}... ({len(v)} characters)"
+    try:
+        return _REPR.repr(v)
+    except (ValueError, RecursionError):
+        return f"<{type(v).__name__}>"
 
 
 class _FieldError(ValueError):
@@ -173,9 +229,9 @@ def _str(v: Any, f: str, required: bool = True) -> str:
 
 def _int(v: Any, f: str, lo: int, hi: int) -> int:
     if not isinstance(v, int) or isinstance(v, bool):
-        raise _FieldError(f, f"must be an integer, not {v!r}")
+        raise _FieldError(f, f"must be an integer, not {_show(v)}")
     if not lo <= v <= hi:
-        raise _FieldError(f, f"{v} is not between {lo} and {hi}")
+        raise _FieldError(f, f"{_show(v)} is not between {lo} and {hi}")
     return v
 
 
@@ -206,17 +262,17 @@ def _labels(v: Any, f: str) -> dict[str, str]:
         if not isinstance(val, str):
             raise _FieldError(f"{f}.{k}", f"label value must be a string, not {type(val).__name__}")
         if not _label_key_ok(k):
-            raise _FieldError(f"{f}.{k}", f"{k!r} is not a valid label key")
+            raise _FieldError(f"{f}.{k}", f"{_show(k)} is not a valid label key")
         if val and _LABEL_NAME.fullmatch(val) is None:
-            raise _FieldError(f"{f}.{k}", f"{val!r} is not a valid label value")
+            raise _FieldError(f"{f}.{k}", f"{_show(val)} is not a valid label value")
     return dict(d)
 
 
 def _name(v: Any, f: str, label: bool) -> str:
     s = _str(v, f)
-    if (_DNS_LABEL if label else _DNS_SUBDOMAIN).fullmatch(s) is None or len(s) > (63 if label else 253):
+    if len(s) > (63 if label else 253) or (_DNS_LABEL if label else _DNS_SUBDOMAIN).fullmatch(s) is None:
         kind = "an RFC 1123 label" if label else "an RFC 1123 subdomain"
-        raise _FieldError(f, f"{s!r} is not {kind} (lowercase a-z, 0-9, '-'{'' if label else ' and .'})")
+        raise _FieldError(f, f"{_show(s)} is not {kind} (lowercase a-z, 0-9, '-'{'' if label else ' and .'})")
     return s
 
 
@@ -224,7 +280,7 @@ def _protocol(v: Any, f: str) -> str:
     if v is None:
         return "TCP"
     if v not in PROTOCOLS:
-        raise _FieldError(f, f"{v!r} is not TCP, UDP or SCTP")
+        raise _FieldError(f, f"{_show(v)} is not TCP, UDP or SCTP")
     return str(v)
 
 
@@ -238,10 +294,10 @@ def _ports(v: Any, f: str) -> tuple[PortDecl, ...]:
                         _str(d.get("name"), f"{pf}.name", required=False))
         if decl.name and (_PORT_NAME.fullmatch(decl.name) is None or "--" in decl.name
                           or not any("a" <= c <= "z" for c in decl.name)):
-            raise _FieldError(f"{pf}.name", f"{decl.name!r} is not a port name (IANA_SVC_NAME: at most 15 of "
+            raise _FieldError(f"{pf}.name", f"{_show(decl.name)} is not a port name (IANA_SVC_NAME: at most 15 of "
                                             "a-z, 0-9, '-', with a letter, no '--')")
         if decl.name and any(o.name == decl.name for o in out):
-            raise _FieldError(f"{pf}.name", f"duplicate port name {decl.name!r}")
+            raise _FieldError(f"{pf}.name", f"duplicate port name {_show(decl.name)}")
         if any((o.port, o.protocol) == (decl.port, decl.protocol) for o in out):
             raise _FieldError(f"{pf}.port", f"duplicate port {decl.port}/{decl.protocol}")
         out.append(decl)
@@ -254,7 +310,7 @@ def _pod(v: Any, f: str, nodes: int) -> PodDecl:
     node = d.get("node")
     hn = d.get("hostNetwork", False)
     if not isinstance(hn, bool):
-        raise _FieldError(f"{f}.hostNetwork", f"must be true or false, not {hn!r}")
+        raise _FieldError(f"{f}.hostNetwork", f"must be true or false, not {_show(hn)}")
     return PodDecl(_name(d.get("namespace"), f"{f}.namespace", True), _name(d.get("name"), f"{f}.name", False),
                    _labels(d.get("labels"), f"{f}.labels"), _ports(d.get("ports"), f"{f}.ports"),
                    None if node is None else _int(node, f"{f}.node", 0, nodes - 1), hn)
@@ -268,7 +324,7 @@ def _probes(v: Any, f: str) -> tuple[Probe, ...]:
         _known(d, pf, ("from", "to", "port", "protocol", "expect"))
         expect = d.get("expect")
         if expect not in ("allow", "deny"):
-            raise _FieldError(f"{pf}.expect", f"must be 'allow' or 'deny', not {expect!r}")
+            raise _FieldError(f"{pf}.expect", f"must be 'allow' or 'deny', not {_show(expect)}")
         out.append(Probe(_str(d.get("from"), f"{pf}.from"), _str(d.get("to"), f"{pf}.to"),
                          _int(d.get("port"), f"{pf}.port", 1, 65535),
                          _protocol(d.get("protocol"), f"{pf}.protocol"), expect, pf))
@@ -281,7 +337,7 @@ def _actions(v: Any, f: str) -> tuple[Action, ...]:
         af = f"{f}[{i}]"
         d = _obj(a, af, required=True)
         if len(d) != 1 or next(iter(d)) not in ACTION_KINDS:
-            raise _FieldError(af, f"must have exactly one of {', '.join(ACTION_KINDS)}; got {sorted(d)}")
+            raise _FieldError(af, f"must have exactly one of {', '.join(ACTION_KINDS)}; got {_show(sorted(d))}")
         kind, body = next(iter(d.items()))
         out.append(Action(kind, body, f"{af}.{kind}"))
     return tuple(out)
@@ -312,7 +368,7 @@ def parse_case(doc: Any, file: str = "<case>") -> Case:
             try:
                 ip = ipaddress.ip_address(raw_ip)
             except ValueError:
-                raise _FieldError(f"{ef}.ip", f"{raw_ip!r} is not an IP address") from None
+                raise _FieldError(f"{ef}.ip", f"{_show(raw_ip)} is not an IP address") from None
             if ip in POD_NET:
                 raise _FieldError(f"{ef}.ip", f"{ip} is inside {POD_NET}, reserved for nodes and pods")
             ext.append(External(_str(ed.get("name"), f"{ef}.name"), str(ip), _ports(ed.get("ports"), f"{ef}.ports")))
@@ -343,18 +399,53 @@ def case_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def _too_deep(doc: Any) -> str | None:
+    """The path of the first value nested deeper than MAX_NESTING, or None
+    (iterative: the check itself never recurses)."""
+    todo: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while todo:
+        v, path, depth = todo.pop()
+        if depth > MAX_NESTING:
+            return path or "<file>"
+        if isinstance(v, dict):
+            todo.extend((x, f"{path}.{k}" if path else str(k), depth + 1) for k, x in v.items())
+        elif isinstance(v, list):
+            todo.extend((x, f"{path}[{i}]", depth + 1) for i, x in enumerate(v))
+    return None
+
+
+def _read(p: Path) -> str:
+    """The file's text, refusing more than MAX_CASE_BYTES before reading it."""
+    name = str(p)
+    try:
+        with p.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size > MAX_CASE_BYTES:
+                raise CaseError(name, "", f"file of {st.st_size} bytes is larger than the "
+                                          f"{MAX_CASE_BYTES}-byte limit for case files")
+            data = fh.read(MAX_CASE_BYTES + 1)
+    except OSError as e:
+        raise CaseError(name, "", e.strerror or str(e)) from None
+    if len(data) > MAX_CASE_BYTES:
+        raise CaseError(name, "", f"more than the {MAX_CASE_BYTES}-byte limit for case files")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CaseError(name, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def load_file(path: str | Path) -> Case:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CaseError(str(p), "", e.strerror or str(e)) from None
-    except UnicodeDecodeError as e:
-        raise CaseError(str(p), "", f"not UTF-8 text ({e.reason})") from None
+    text = _read(p)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise CaseError(str(p), "", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (RecursionError, ValueError) as e:  # nesting past the parser's own limit; an integer of > 4,300 digits
+        raise CaseError(str(p), "", f"not usable JSON: {type(e).__name__}: {_cut(str(e), MAX_ECHO)}") from None
+    deep = _too_deep(doc)
+    if deep is not None:
+        raise CaseError(str(p), deep, f"nested more than {MAX_NESTING} levels deep")
     return parse_case(doc, str(p))
 
 
@@ -396,10 +487,11 @@ def _expand(text: str, lookup: Callable[[str], str], f: str) -> str:
             return _look(lookup, words[1], f)
         if len(words) == 3 and words[0] == "prefix":
             ip = ipaddress.ip_address(_look(lookup, words[1], f))
-            if not words[2].isdigit() or int(words[2]) > ip.max_prefixlen:
-                raise _FieldError(f, f"{m.group(0)}: prefix length must be 0..{ip.max_prefixlen}")
+            if not (words[2].isascii() and words[2].isdigit() and len(words[2]) <= 3) \
+                    or int(words[2]) > ip.max_prefixlen:
+                raise _FieldError(f, f"{_cut(m.group(0), MAX_ECHO)}: prefix length must be 0..{ip.max_prefixlen}")
             return str(ipaddress.ip_network(f"{ip}/{int(words[2])}", strict=False))
-        raise _FieldError(f, f"{m.group(0)} is not a template ({{{{ip REF}}}} or {{{{prefix REF N}}}})")
+        raise _FieldError(f, f"{_cut(m.group(0), MAX_ECHO)} is not a template ({{{{ip REF}}}} or {{{{prefix REF N}}}})")
 
     if "{{" not in text:
         return text
@@ -410,7 +502,7 @@ def _look(lookup: Callable[[str], str], ref: str, f: str) -> str:
     try:
         return lookup(ref)
     except KeyError:
-        raise _FieldError(f, f"template refers to {ref!r}, which does not exist at this point") from None
+        raise _FieldError(f, f"template refers to {_show(ref)}, which does not exist at this point") from None
 
 
 def substitute(value: Any, lookup: Callable[[str], str], path: str = "") -> Any:
@@ -596,13 +688,13 @@ class World:
         for ref, f in ((probe.src, "from"), (probe.dst, "to")):
             if ref.startswith("external:"):
                 if ref[len("external:"):] not in self._externals:
-                    raise _FieldError(f"{probe.field}.{f}", f"no external host {ref[9:]!r}")
+                    raise _FieldError(f"{probe.field}.{f}", f"no external host {_show(ref[9:])}")
             elif ref not in self.pods:
-                raise _FieldError(f"{probe.field}.{f}", f"no pod {ref!r} at this point")
+                raise _FieldError(f"{probe.field}.{f}", f"no pod {_show(ref)} at this point")
 
     def _create_pod(self, p: PodDecl, f: str) -> ObjectOp:
         if p.namespace not in self.namespaces:
-            raise _FieldError(f"{f}.namespace", f"namespace {p.namespace!r} is not declared")
+            raise _FieldError(f"{f}.namespace", f"namespace {_show(p.namespace)} is not declared")
         if p.key in self.pods:
             raise _FieldError(f"{f}.name", f"pod {p.key} already exists")
         if p.node is not None and p.node >= self.case.nodes:
@@ -626,7 +718,7 @@ class World:
         name = name if isinstance(name, str) and name else "<unnamed>"
         ns = ns if isinstance(ns, str) else "default"
         if ns not in self.namespaces:
-            raise _FieldError(f"{f}.metadata.namespace", f"namespace {ns!r} is not declared")
+            raise _FieldError(f"{f}.metadata.namespace", f"namespace {_show(ns)} is not declared")
         self.policies.add(f"{ns}/{name}")
         return ObjectOp("NetworkPolicy", ns, name, obj)
 
@@ -639,12 +731,12 @@ class World:
             d = _obj(b, f, required=True)
             if d.get("kind") == "Namespace":
                 meta = _obj(d.get("metadata"), f"{f}.metadata", required=True)
-                name = _str(meta.get("name"), f"{f}.metadata.name")
+                name = _name(meta.get("name"), f"{f}.metadata.name", True)
                 labels = _labels(meta.get("labels"), f"{f}.metadata.labels")
                 self.namespaces[name] = labels
                 return [ObjectOp("Namespace", "", name, namespace_object(name, labels))]
             if d.get("kind") != "NetworkPolicy":
-                raise _FieldError(f"{f}.kind", f"apply takes a NetworkPolicy or a Namespace, not {d.get('kind')!r}")
+                raise _FieldError(f"{f}.kind", f"apply takes a NetworkPolicy or a Namespace, not {_show(d.get('kind'))}")
             return [self._policy(d, f)]
         if action.kind == "delete":
             d = _obj(b, f, required=True)
@@ -666,14 +758,14 @@ class World:
                 self.policies -= set(gone)
                 return [ObjectOp("NetworkPolicy", name, k.split("/", 1)[1], None) for k in gone] + \
                     [ObjectOp("Namespace", "", name, None)]
-            raise _FieldError(f"{f}.kind", f"delete takes NetworkPolicy or Namespace, not {kind!r}")
+            raise _FieldError(f"{f}.kind", f"delete takes NetworkPolicy or Namespace, not {_show(kind)}")
         if action.kind == "label-pod":
             d = _obj(b, f, required=True)
             _known(d, f, ("pod", "labels"))
             key = _str(d.get("pod"), f"{f}.pod")
             old = self.pods.get(key)
             if old is None:
-                raise _FieldError(f"{f}.pod", f"no pod {key!r} at this point")
+                raise _FieldError(f"{f}.pod", f"no pod {_show(key)} at this point")
             new = PodDecl(old.namespace, old.name, _labels(d.get("labels"), f"{f}.labels"), old.ports,
                           old.node, old.host_network)
             self.pods[key] = new
@@ -684,7 +776,7 @@ class World:
             _known(d, f, ("namespace", "labels"))
             name = _str(d.get("namespace"), f"{f}.namespace")
             if name not in self.namespaces:
-                raise _FieldError(f"{f}.namespace", f"no namespace {name!r} at this point")
+                raise _FieldError(f"{f}.namespace", f"no namespace {_show(name)} at this point")
             labels = _labels(d.get("labels"), f"{f}.labels")
             self.namespaces[name] = labels
             return [ObjectOp("Namespace", "", name, namespace_object(name, labels))]
@@ -694,10 +786,10 @@ class World:
             key = _str(b, f)
             old = self.pods.pop(key, None)
             if old is None:
-                raise _FieldError(f, f"no pod {key!r} at this point")
+                raise _FieldError(f, f"no pod {_show(key)} at this point")
             self.plan.remove_pod(key)
             return [ObjectOp("Pod", old.namespace, old.name, None)]
-        raise _FieldError(f, f"unknown action {action.kind!r}")  # parse_case prevents this
+        raise _FieldError(f, f"unknown action {_show(action.kind)}")  # parse_case prevents this
 
 
 def stages(case: Case) -> list[Stage]:
