@@ -22,7 +22,8 @@ HTML 502) into string events forever.  Here, per kind:
 3. on a clean end of the stream, watch again from the last resourceVersion;
    on 410 (HTTP status or an ERROR event) relist; on any other error (5xx,
    non-JSON body, stall, connection refused) wait a jittered exponential
-   backoff and resume from the last resourceVersion.
+   backoff and resume from the last resourceVersion (an object of another
+   kind in the stream also relists: that stream cannot be trusted).
 
 The pure pieces (:func:`backoff_delay`, :func:`apply_event`,
 :func:`reconcile`) carry the logic and are table-tested; :class:`Watcher`
@@ -280,7 +281,9 @@ class Watcher:
                 if self.listed:
                     self.state.restarts += 1
                     metrics.WATCH_RESTARTS.labels(self.kind, e.reason).inc()
-                if not self.resource_version:
+                if not self.resource_version or e.reason == "wrong_kind":
+                    # A stream that mixes kinds cannot be trusted from this
+                    # version on: start over from a fresh list (reconciled).
                     need_list = True
                 await self._backoff()
             except Exception as e:  # any client failure is retried, loudly
@@ -361,6 +364,8 @@ class Watcher:
                 meta = data.get("metadata") or {}
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise WatchError("bad_json", f"list body is not a {self.kind} list: {_snippet(body)}") from None
+            if data.get("kind", f"{self.kind}List") != f"{self.kind}List":
+                raise WatchError("wrong_kind", f"list of {self.kind} answered with kind {data.get('kind')!r}")
             items.extend(page)
             rv = str(meta.get("resourceVersion") or "")
             cont = meta.get("continue") or None
@@ -456,6 +461,8 @@ class Watcher:
             return
         if etype not in ("ADDED", "MODIFIED", "DELETED"):
             raise WatchError("bad_json", f"unknown watch event type {etype!r}")
+        if obj.get("kind", self.kind) != self.kind:
+            raise WatchError("wrong_kind", f"watch of {self.kind} sent a {obj.get('kind')!r} object: {_snippet(line)}")
         received = self._clock()
         try:
             key, rv, value = self._project_obj(obj) if etype != "DELETED" else (*object_key(self.kind, obj), None)

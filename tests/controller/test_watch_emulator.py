@@ -234,7 +234,7 @@ async def test_bookmarks_advance_the_resource_version() -> None:
                 w = Watcher("Pod", api_call(c2, "Pod"), project_pod, rec, FAST)
                 t = asyncio.create_task(w.run())
                 try:
-                    await eventually(lambda: rec.listed == 1)
+                    await eventually(lambda: rec.listed == 1 and w.status().connected)
                     listed_rv = int(w.resource_version)
                     await k2.create(namespace("b"), namespace("c"))
                     await eventually(lambda: int(w.resource_version) >= listed_rv + 2, what="bookmark")

@@ -153,6 +153,17 @@ async def test_stream_errors_resume_without_relist(run: Any, line: bytes, reason
     assert reason in r.w.status().last_error
 
 
+async def test_object_of_another_kind_in_the_stream_relists(run: Any) -> None:
+    api = API()
+    api.lists += [listing("10", obj("p", "5")), listing("20", obj("p", "5"), obj("q", "15"))]
+    api.watches.append(Resp(200, lines=[ev("ADDED", {**obj("x", "11"), "kind": "Secret"})]))
+    r = run(api)
+    await eventually(lambda: r.lists() == 2)
+    assert "watch of Pod sent a 'Secret' object" in r.w.status().last_error
+    assert r.changes() == [("a/p", ("pod", "x")), ("a/q", ("pod", "x"))]  # the Secret never got in
+    await eventually(lambda: api.watch_rvs()[-1:] == ["20"])
+
+
 async def test_error_410_event_relists(run: Any) -> None:
     api = API()
     api.lists += [listing("10", obj("p", "5"), obj("q", "6")), listing("20", obj("p", "5"), obj("r", "19"))]
@@ -183,12 +194,16 @@ async def test_list_pages_are_chained_and_delivered_at_once(run: Any) -> None:
     await eventually(lambda: api.watch_rvs()[:1] == ["30"])
 
 
-async def test_list_body_not_json_is_retried(run: Any) -> None:
+@pytest.mark.parametrize(("body", "msg"), [
+    pytest.param(b"<html>oops</html>", "list body is not a Pod list", id="html"),
+    pytest.param(b'{"kind": "SecretList", "metadata": {}, "items": []}', "answered with kind 'SecretList'", id="wrong-kind"),
+])
+async def test_bad_list_body_is_retried(run: Any, body: bytes, msg: str) -> None:
     api = API()
-    api.lists += [Resp(200, b"<html>oops</html>"), listing("10", obj("p", "1"))]
+    api.lists += [Resp(200, body), listing("10", obj("p", "1"))]
     r = run(api)
     await eventually(lambda: r.lists() == 1)
-    assert r.w.status().errors == 1 and "list body is not a Pod list" in r.w.status().last_error
+    assert r.w.status().errors == 1 and msg in r.w.status().last_error
 
 
 async def test_malformed_object_is_reported_and_loses_nothing(run: Any) -> None:
