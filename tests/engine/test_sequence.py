@@ -125,10 +125,13 @@ def test_final_state_depends_only_on_final_cluster(seed: int) -> None:
     seen: dict[str, NodeState] = {}
     for step in interleave(seqs, rnd):
         step(e)
-        if rnd.random() < 0.15:
+        r = rnd.random()
+        if r < 0.15:
             for n, st in e.flush().items():
                 validate(st)
                 seen[n] = st
+        elif r < 0.25:  # a reader between flushes (status page, explain)
+            validate(e.node_state(rnd.choice(["n1", "n2", "n3", "n5", "n9"])))
     for n, st in e.flush().items():
         validate(st)
         seen[n] = st
