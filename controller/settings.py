@@ -61,9 +61,11 @@ class WatchSettings:
 class RuntimeSettings:
     """The writer task (``controller.runtime``)."""
 
-    # After the first message of a batch, wait at most this long for more
-    # (coalescing a burst into one engine flush), then drain what is queued.
-    batch_window: float = 0.005
+    # After the first message of a batch, wait this long for more before
+    # draining the queue.  0: drain at once.  Bursts coalesce anyway: a
+    # watcher reads every buffered line of a stream before the writer runs,
+    # and whatever queues while the writer works is one batch next time.
+    batch_window: float = 0.0
     # Upper bound on messages applied per batch, so one flood cannot delay
     # publishing forever.
     max_batch: int = 5000
