@@ -143,3 +143,38 @@ async def test_node_deleted_is_removed_from_distribution(kube: Kube, start_contr
     await eventually(lambda: c.distributor.desired("n1") is None, what="n1 removed")
     code, _ = await get(c.http_port, "/api/v1/nodes/n1")
     assert code == 404
+
+
+class BrokenEngine:
+    """An engine whose invariant check fails on the first pod."""
+
+    def __init__(self) -> None:
+        from controller.engine import Engine
+
+        self._e = Engine()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._e, name)
+
+    def set_pod(self, pod: Any) -> None:
+        raise AssertionError(f"invariant broken by pod {pod.namespace}/{pod.name}")
+
+
+async def test_a_dying_root_task_stops_the_process_with_exit_1(
+        kube: Kube, kubeconfig: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """kopf's rule: when a root task (here the writer) dies, the process
+    stops in order and exits non-zero so that Kubernetes restarts it."""
+    from controller import main, runtime
+    from tests.controller.conftest import controller_settings
+
+    await seed_cluster(kube)
+
+    class Doomed(runtime.Controller):
+        def __init__(self, settings: Any) -> None:
+            super().__init__(settings, engine=BrokenEngine())
+
+    monkeypatch.setattr(runtime, "Controller", Doomed)
+    rc = await asyncio.wait_for(main.run(controller_settings(kubeconfig)), 15)
+    assert rc == 1
+    assert "root task stockade-writer ended (AssertionError: invariant broken by pod shop/" in caplog.text
+    assert "controller r1 stopped" in caplog.text
