@@ -156,6 +156,14 @@ def main(argv: list[str]) -> int:
     a = parse(argv)
     logging.basicConfig(level=getattr(logging, a.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nodeagent.loop_choice import install_loop
+
+    try:
+        loop = install_loop()
+    except ValueError as e:
+        print(f"stockade agent: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger("stockade.agent").debug("event loop: %s", loop)
     return asyncio.run(run_agent(a))
 
 

@@ -140,3 +140,11 @@ async def test_agent_process_logs_and_stops_gracefully_on_sigterm(tmp_path: Path
         assert took < 10, f"shutdown took {took:.1f}s"
         assert "connected to controller" in log and "applied snapshot version 1" in log
         assert "stopped; the kernel keeps enforcing version 1" in log
+
+
+def test_unknown_event_loop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from nodeagent.main import main
+
+    monkeypatch.setenv("STOCKADE_AGENT_LOOP", "trio")
+    assert main(["--node-name", "n1", "--controller", "127.0.0.1:1"]) == 2
+    assert "STOCKADE_AGENT_LOOP" in capsys.readouterr().err
