@@ -167,6 +167,7 @@ async def test_a_dying_root_task_stops_the_process_with_exit_1(
     from controller import main, runtime
     from tests.controller.conftest import controller_settings
 
+    caplog.set_level("INFO", logger="stockade.controller")
     await seed_cluster(kube)
 
     class Doomed(runtime.Controller):
