@@ -448,8 +448,12 @@ class Engine:
         return out
 
     def _assemble(self, node: str) -> None:
-        key = self._span.groups_on(node)
         old_key = self._node_bundle.get(node)
+        if old_key is None or node in self._span.changed:
+            key = self._span.groups_on(node)
+            self._span.changed.discard(node)
+        else:
+            key = old_key
         if old_key != key:
             if old_key is not None:
                 self._detach(node, old_key)
@@ -505,3 +509,4 @@ class Engine:
             d.pop(node, None)
         self._dirty_nodes.discard(node)
         self._changed.discard(node)
+        self._span.changed.discard(node)

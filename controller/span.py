@@ -25,6 +25,7 @@ class SpanIndex:
         self.policies: dict[str, set[str]] = {}  # group id -> keys of policies targeting it
         self.local: dict[str, dict[str, set[str]]] = {}  # group id -> node -> member pod keys there
         self.node_groups: dict[str, set[str]] = {}  # node -> target group ids with pods there
+        self.changed: set[str] = set()  # nodes whose target groups changed (the engine clears it)
 
     def is_target(self, gid: str) -> bool:
         return gid in self.policies
@@ -50,6 +51,7 @@ class SpanIndex:
                 if s is None:
                     s = by_node[node] = set()
                     self.node_groups.setdefault(node, set()).add(gid)
+                    self.changed.add(node)
                 s.add(pk)
         self.local[gid] = by_node
         return set(by_node)
@@ -62,6 +64,7 @@ class SpanIndex:
         if not pols:
             del self.policies[gid]
             for node in self.local.pop(gid, {}):
+                self.changed.add(node)
                 ng = self.node_groups[node]
                 ng.discard(gid)
                 if not ng:
@@ -76,6 +79,7 @@ class SpanIndex:
         s.discard(pod)
         if not s:
             del by_node[node]
+            self.changed.add(node)
             ng = self.node_groups[node]
             ng.discard(gid)
             if not ng:
@@ -89,4 +93,5 @@ class SpanIndex:
         if s is None:
             s = by_node[node] = set()
             self.node_groups.setdefault(node, set()).add(gid)
+            self.changed.add(node)
         s.add(pod)
