@@ -47,15 +47,42 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from controller import metrics, oracle
+from controller.model import Namespace, NetworkPolicy, Node, Pod
 from controller.settings import Settings
 from controller.watch import KINDS, Change, Listed, Message, Projector, Watcher, api_call
+from stockade.state import NodeState
+
+if TYPE_CHECKING:
+    from controller.distributor import Distributor
+    from controller.engine import PolicySummary
+    from controller.grpc_server import ControllerGrpcServer
+    from controller.status_web import StatusServer
 
 log = logging.getLogger("stockade.controller")
+T = TypeVar("T")
+
+
+class EngineLike(Protocol):
+    """What the writer needs of ``controller.engine.Engine``."""
+
+    def set_namespace(self, ns: Namespace) -> None: ...
+    def remove_namespace(self, name: str) -> None: ...
+    def set_pod(self, pod: Pod) -> None: ...
+    def remove_pod(self, key: str) -> None: ...
+    def set_node(self, node: Node) -> None: ...
+    def remove_node(self, name: str) -> None: ...
+    def set_policy(self, p: NetworkPolicy) -> None: ...
+    def set_invalid_policy(self, key: str, errors: list[str]) -> None: ...
+    def remove_policy(self, key: str) -> None: ...
+    def flush(self) -> dict[str, NodeState]: ...
+    def policy_info(self, key: str) -> tuple[list[str], list[str], list[str]]: ...
+    def policies(self) -> list[PolicySummary]: ...
+    def stats(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +112,13 @@ def projectors() -> dict[str, Projector]:
     }
 
 
+def _expect(c: Change, cls: type[T]) -> T:
+    """The change's record, which must be a ``cls`` (a projector bug otherwise)."""
+    if not isinstance(c.value, cls):
+        raise TypeError(f"{c.kind} {c.key}: projected to {type(c.value).__name__}, expected {cls.__name__}")
+    return c.value
+
+
 class Writer:
     """The single writer: owns the engine, applies batches, publishes.
 
@@ -94,8 +128,8 @@ class Writer:
     publish (the distributor is told after the engine flushed).
     """
 
-    def __init__(self, engine: Any, distributor: Any, settings: Settings,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(self, engine: EngineLike, distributor: Distributor, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.distributor = distributor
         self.queue: asyncio.Queue[Sequence[Message]] = asyncio.Queue()
@@ -164,23 +198,26 @@ class Writer:
                 e.remove_namespace(c.key)
                 cl.remove_namespace(c.key)
             else:
-                e.set_namespace(v)
-                cl.set_namespace(v)  # type: ignore[arg-type]
+                ns = _expect(c, Namespace)
+                e.set_namespace(ns)
+                cl.set_namespace(ns)
         elif c.kind == "Pod":
             if v is None:
                 e.remove_pod(c.key)
                 cl.remove_pod(c.key)
             else:
-                e.set_pod(v)
-                cl.set_pod(v)  # type: ignore[arg-type]
+                pod = _expect(c, Pod)
+                e.set_pod(pod)
+                cl.set_pod(pod)
         elif c.kind == "Node":
             if v is None:
                 e.remove_node(c.key)
                 cl.remove_node(c.key)
                 self._removed_nodes.add(c.key)
             else:
-                e.set_node(v)
-                cl.set_node(v)  # type: ignore[arg-type]
+                node = _expect(c, Node)
+                e.set_node(node)
+                cl.set_node(node)
                 self._removed_nodes.discard(c.key)
         else:
             self.invalid.pop(c.key, None)
@@ -193,8 +230,9 @@ class Writer:
                 e.set_invalid_policy(c.key, list(v.errors))
                 cl.remove_policy(c.key)
             else:
-                e.set_policy(v)
-                cl.set_policy(v)  # type: ignore[arg-type]
+                pol = _expect(c, NetworkPolicy)
+                e.set_policy(pol)
+                cl.set_policy(pol)
 
     def _publish(self) -> bool:
         states = self.engine.flush()
@@ -250,7 +288,7 @@ class Controller:
     process must exit (:meth:`wait` returns it).
     """
 
-    def __init__(self, settings: Settings, *, api_client: Any = None, engine: Any = None) -> None:
+    def __init__(self, settings: Settings, *, api_client: Any = None, engine: EngineLike | None = None) -> None:
         self.settings = settings
         self._api_client = api_client
         self._own_client = api_client is None
@@ -259,9 +297,9 @@ class Controller:
         self.watchers: dict[str, Watcher] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.writer: Writer | None = None
-        self.distributor: Any = None
-        self.http: Any = None
-        self.grpc: Any = None
+        self.distributor: Distributor | None = None
+        self.http: StatusServer | None = None
+        self.grpc: ControllerGrpcServer | None = None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -275,11 +313,11 @@ class Controller:
         s = self.settings
         if self._api_client is None:
             self._api_client = await make_api_client(s)
-        engine = self._engine if self._engine is not None else Engine()
-        self.distributor = Distributor(s.replica_id)
-        self.writer = Writer(engine, self.distributor, s)
+        engine: EngineLike = self._engine if self._engine is not None else Engine()
+        dist = self.distributor = Distributor(s.replica_id)
+        self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
-        self.grpc = await self._start_grpc()
+        self.grpc = await self._start_grpc(dist)
         self.http = StatusServer(self, s.http_host, s.http_port)
         self.http_port = await self.http.start()
         proj = projectors()
@@ -291,12 +329,12 @@ class Controller:
         log.info("controller %s started: gRPC %s:%d, HTTP %s:%d; listing %s",
                  s.replica_id, s.grpc_host, self.grpc_port, s.http_host, self.http_port, ", ".join(KINDS))
 
-    async def _start_grpc(self) -> Any:
+    async def _start_grpc(self, dist: Distributor) -> ControllerGrpcServer:
         from controller import grpc_server
 
         host = self.settings.grpc_host
         host = f"[{host}]" if ":" in host else host
-        server = grpc_server.ControllerGrpcServer(self.distributor, explain=self,
+        server = grpc_server.ControllerGrpcServer(dist, explain=self,
                                                   listen=f"{host}:{self.settings.grpc_port}")
         self.grpc_port = await server.start()
         return server
@@ -352,8 +390,9 @@ class Controller:
     def status(self) -> dict[str, Any]:
         """Everything the status page shows, as JSON.  Cost is O(nodes +
         policies): per-policy member lists are only in :meth:`policy`."""
-        assert self.writer is not None
-        dist = {n["node"]: n for n in self.distributor.nodes_status()}
+        assert self.writer is not None and self.distributor is not None, "status() before start()"
+        distributor = self.distributor
+        dist = {n["node"]: n for n in distributor.nodes_status()}
         node_w = self.watchers.get("Node")
         in_cluster = set(node_w.cache) if node_w is not None else set()
         nodes = []
@@ -387,7 +426,7 @@ class Controller:
             "writer": {"batches": self.writer.batches, "changes": self.writer.changes,
                        "published": self.writer.published, "last_publish_unix": self.writer.last_publish,
                        "queued": self.writer.queue.qsize()},
-            "distributor": self.distributor.stats(),
+            "distributor": distributor.stats(),
         }
 
     def node_state_json(self, node: str) -> dict[str, Any] | None:
