@@ -9,7 +9,8 @@
       tasks                       client.run() (stream, reconnect), dataplane.run_periodic_reconcile()
     AgentService.stop():          bounded, in this order: stop the stream client, let an
                                   apply in progress finish, wait for the dataplane to be idle,
-                                  cancel the reconcile loop, stop the servers.
+                                  cancel the reconcile loop, wait for the state file to be
+                                  written, stop the servers.
                                   The kernel is never flushed or cleared (fail-static).
 
 It does not parse flags (``nodeagent.main``) nor decide what to write
@@ -230,6 +231,9 @@ class AgentService:
         stream = [x for x in self._tasks if x.get_name() == "agent-stream"]
         await step("stream", _cancel(stream), 2.0)
         await step("dataplane idle", self._quiesce_and_cancel([x for x in self._tasks if x not in stream]), t)
+        flush = getattr(self.dataplane, "flush_persisted", None)
+        if flush is not None:
+            await step("state file", flush(), t)
         if self._health is not None:
             await step("health", self._health.shutting_down(), 1.0)
         if self._grpc is not None:
