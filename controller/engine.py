@@ -20,9 +20,16 @@ old objects (sets, family states, node states), so an unchanged node is
 not reported and ``stockade.state.diff`` between consecutive states is
 cheap (identity checks).
 
+IPv6 is compiled (``state.v6`` and ``stk6`` sets) once the cluster has an
+IPv6 pod address or ipBlock, unless ``CompileSettings.families`` fixes the
+families; the switch recompiles everything once.
+
 Pure: no I/O, no asyncio, no clock.  Not thread-safe (single writer).
 Removed nodes are dropped from ``nodes()`` and never reported by ``flush``.
-The rule layout is documented in ``controller.compile_node``.
+The engine builds no reference cycles (its garbage goes by reference
+counting), so a controller may ``gc.freeze()`` after its first full sync
+and keep the cyclic GC from walking the whole model (benchmarks/engine_bench.py
+measures both).  The rule layout is documented in ``controller.compile_node``.
 """
 
 from __future__ import annotations
