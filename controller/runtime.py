@@ -317,9 +317,15 @@ class Controller:
         dist = self.distributor = Distributor(s.replica_id)
         self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
-        self.grpc = await self._start_grpc(dist)
+        try:
+            self.grpc = await self._start_grpc(dist)
+        except OSError as e:
+            raise OSError(f"--grpc-listen {s.grpc_host}:{s.grpc_port}: {e}") from e
         self.http = StatusServer(self, s.http_host, s.http_port)
-        self.http_port = await self.http.start()
+        try:
+            self.http_port = await self.http.start()
+        except OSError as e:
+            raise OSError(f"--http-listen {s.http_host}:{s.http_port}: {e}") from e
         proj = projectors()
         for kind in KINDS:
             w = Watcher(kind, api_call(self._api_client, kind), proj[kind], self.writer.sink, s.watch)

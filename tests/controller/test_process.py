@@ -108,3 +108,17 @@ async def test_unusable_kubeconfig_exits_1_naming_it(tmp_path: Any) -> None:
     out, _ = await asyncio.wait_for(p.communicate(), 20)
     assert p.returncode == 1
     assert f"controller failed to start: --kubeconfig {kc}: not usable" in out.decode()
+
+
+async def test_http_port_in_use_exits_1_naming_the_flag(kubeconfig: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = await spawn("--kubeconfig", kubeconfig, "--grpc-listen", "127.0.0.1:0", "--http-listen", f"127.0.0.1:{port}")
+        out, _ = await asyncio.wait_for(p.communicate(), 20)
+    assert p.returncode == 1
+    assert f"controller failed to start: --http-listen 127.0.0.1:{port}:" in out.decode()
+    assert "address already in use" in out.decode()
