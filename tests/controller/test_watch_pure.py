@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.settings import WatchSettings
 from controller.watch import BadObject, Cached, apply_event, backoff_delay, object_key, reconcile
@@ -97,3 +99,24 @@ def test_reconcile_result_depends_only_on_final_state() -> None:
             else:
                 state[k] = v
         assert state == {"a": "A", "b": "B"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 3)),
+       st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 3)))
+def test_reconcile_property(cache: dict[str, int], listed: dict[str, int]) -> None:
+    """For any cache and list: the changes turn the cache into the list,
+    name no key whose value is equal on both sides, and delete only keys
+    that are gone."""
+    old = {k: Cached("1", v) for k, v in cache.items()}
+    new = {k: Cached("2", v) for k, v in listed.items()}
+    _, changes = reconcile(old, new)
+    state: dict[str, object] = dict(cache)
+    for k, v in changes:
+        assert not (k in cache and k in listed and cache[k] == listed[k]), k
+        if v is None:
+            assert k not in listed
+            del state[k]
+        else:
+            state[k] = v
+    assert state == listed
