@@ -21,7 +21,9 @@ simulated agents:
 
 Rule arguments are stored as written (the real kernel canonicalises; our
 renderer already writes the canonical spelling, which the root tests
-check).  ``fail_next`` injects failures.  Not a packet simulator.
+check).  ``fail_next`` injects failures; ``observer`` is called after every
+step the kernel would make visible (each ipset line, each COMMIT), so tests
+can check every intermediate state.  Not a packet simulator.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .kernel import CmdResult
@@ -96,6 +98,9 @@ class FakeKernel:
         self.log: list[tuple[str, ...]] = []
         self.writes = 0
         self.fail_next: dict[str, str] = {}  # command name -> stderr of one injected failure
+        # Called after every kernel-visible step: each line of an ipset restore
+        # (the real one applies line by line) and each iptables COMMIT.
+        self.observer: Callable[[], None] | None = None
 
     # -- helpers for tests
     def table(self, flavour: str = "nft", family: str = "inet") -> FTable:
@@ -172,6 +177,8 @@ class FakeKernel:
                     self._ipset_cmd(line.split(), exist)
                 except CmdError as e:
                     raise CmdError(f"ipset v7.17: Error in line {no}: {e}") from None
+                if self.observer is not None:
+                    self.observer()
             return ""
         self.writes += 1
         self._ipset_cmd(list(args), "-exist" in args)
@@ -299,6 +306,8 @@ class FakeKernel:
                 if s == "COMMIT":
                     self._check(added, fam)
                     self.tables[key] = work
+                    if self.observer is not None:
+                        self.observer()
                     work = None
                     continue
                 if s.startswith(":"):

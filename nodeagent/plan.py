@@ -12,11 +12,15 @@ the old and the new state.  Each ``iptables-restore`` COMMIT is atomic; an
 kernel transaction.  So:
 
 * new sets are created first (nothing references them yet);
-* a round that changes only set members writes them in place (per set:
-  removals, then additions; big changes and resizes through a temporary set
-  and one atomic ``swap``);
-* a round that changes rules *and* the content or header of sets that
-  desired rules reference goes through an **atomic switch**: the new
+* a round that changes only set members writes them in place: every
+  removal (in all sets) before every addition, big changes and resizes
+  through a temporary set and one atomic ``swap`` in between.  For the
+  NetworkPolicy structure (allowed = not isolated, or some policy selecting
+  the destination lists the source) every intermediate state is then
+  allowed by the old or the new state, unless one address leaves a set and
+  joins another in the same round (a pod moving between policies);
+* such a round, and a round that changes rules *and* the content or header
+  of sets that desired rules reference, goes through an **atomic switch**: the new
   content is built in shadow sets, one COMMIT moves every rule that uses
   those sets to the new rules + shadows (old state -> new state in one
   step), the real sets are then updated while nothing uses them, a second
@@ -110,14 +114,22 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
     members: list[MemberChange] = []
     replace: dict[str, str] = {}
     recreate: list[str] = []
+    removed_ips: set[str] = set()
+    added_ips: set[str] = set()
+    nets_changed = False
     for name in sorted(want.sets):
         w, h = want.sets[name], actual.sets.get(name)
         if h is None:
             create.append(name)
         elif w.header() != h.header():
             recreate.append(name)
-        elif (w.members is not h.members and w.members != h.members) or w.nomatch != h.nomatch or ir.too_small(h.maxelem, ir.size_of(desired.sets[name])):
+        elif (w.members is not h.members and w.members != h.members) or w.nomatch != h.nomatch \
+                or ir.too_small(h.maxelem, ir.size_of(desired.sets[name])):
             mc = _set_changes(w, h)
+            # an except block added shrinks the set, one removed grows it
+            removed_ips.update(m.split(",", 1)[0] for m in (*mc.removed, *mc.nomatch_added))
+            added_ips.update(m.split(",", 1)[0] for m in (*mc.added, *mc.nomatch_removed))
+            nets_changed |= w.type == "hash:net"
             n = ir.size_of(desired.sets[name])
             if ir.too_small(h.maxelem, n) or (mc.size() > SMALL_CHANGE and mc.size() > n // 2):
                 replace[name] = ir.temp_name(name, "t", taken)
@@ -138,8 +150,13 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
     rules_change = any(fam_chains[f] or fam_delete[f] or fam_hooks[f] for f in FAMILIES)
     # The atomic switch: content changes of sets used by desired rules, in a
     # round that also changes rules; header changes always.
+    # Member changes alone are safe in place when every removal can come
+    # before every addition: unless one address leaves a set and joins
+    # another (a pod moving between policies), or CIDR blocks change while
+    # both directions happen (overlaps are not tracked).
+    conflict = bool(removed_ips & added_ips) or (nets_changed and bool(removed_ips) and bool(added_ips))
     switch_names = set(recreate)
-    if rules_change and (members or replace):
+    if (rules_change or conflict) and (members or replace):
         used = {sm.set for f in FAMILIES for c in desired.family(f).chains.values() for r in c.rules for sm in r.sets}
         switch_names |= {m.name for m in members if m.name in used} | {n for n in replace if n in used}
     switch: dict[str, str] = {}
@@ -174,11 +191,16 @@ def ipset_phase1(desired: NodeState, plan: Plan) -> list[str]:
         lines += ir.full_lines(desired.sets[name])
     for name, shadow in plan.switch.items():
         lines += ir.full_lines(desired.sets[name], shadow)
+    # Every removal before every addition (shrinking first; see make_plan
+    # for when that is not enough); a swap changes one set at one instant.
     for mc in plan.members:
-        lines += ir.del_lines(mc.name, mc.removed, mc.nomatch_removed)
-        lines += ir.add_lines(mc.name, mc.added, mc.nomatch_added)
+        lines += ir.del_lines(mc.name, mc.removed)
+        lines += ir.add_lines(mc.name, (), mc.nomatch_added)
     for name, temp in plan.replace.items():
         lines += ir.replace_lines(desired.sets[name], temp)
+    for mc in plan.members:
+        lines += ir.del_lines(mc.name, (), mc.nomatch_removed)
+        lines += ir.add_lines(mc.name, mc.added)
     return lines
 
 
