@@ -218,6 +218,7 @@ class Dataplane:
 
     # ------------------------------------------------------------------ apply
     async def apply(self, state: NodeState) -> ApplyResult:
+        t0 = time.perf_counter()
         try:
             validate_incoming(state, self._validated)
             self._validated = state
@@ -226,7 +227,7 @@ class Dataplane:
             log.error("rejected an invalid desired state (last good state kept): %s", e)
             return ApplyResult(False, f"invalid state: {e}", digest=self.applied_digest)
         async with self._lock:
-            res = await self._converge(state, fresh_read=False)
+            res = await self._converge(state, fresh_read=False, t0=t0)
         self.stats["applies"] += 1
         if res.ok:
             self._changed.set()
@@ -246,8 +247,9 @@ class Dataplane:
                 return ApplyResult(True, digest="")
             return await self._converge(target, fresh_read=True)
 
-    async def _converge(self, state: NodeState, fresh_read: bool) -> ApplyResult:
-        t0 = time.perf_counter()
+    async def _converge(self, state: NodeState, fresh_read: bool, t0: float | None = None) -> ApplyResult:
+        """``t0``: when the state arrived (``seconds`` counts from there)."""
+        t0 = time.perf_counter() if t0 is None else t0
         try:
             if fresh_read or self._believed is None:
                 self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout)
@@ -388,6 +390,11 @@ class Dataplane:
                 await self.reconcile()
             except Exception:  # a bug must not stop enforcement repair; it is logged loudly
                 log.exception("reconcile crashed")
+
+    def close(self) -> None:
+        """Release the python-iptables worker thread, if any.  Touches no rule."""
+        if self._iptc is not None:
+            self._iptc.close()
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

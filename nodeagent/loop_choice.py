@@ -4,8 +4,8 @@ The agent's hot path is spawning short commands (``ipset``,
 ``iptables-restore``, ``conntrack``) and piping restore input through them;
 it has few sockets.  Measured on the lab machine (2 cores, Python 3.11,
 ``benchmarks/agent_bench.py --loops``): one ``create_subprocess_exec`` +
-``communicate`` of ``true`` took 1.6-1.7 ms on the default loop and 9-12 ms
-on uvloop; piping 2 MB through ``cat`` took 6.4-6.8 ms vs 20-34 ms.  (An
+``communicate`` of ``true`` took 1.6-2.2 ms on the default loop and 8.9-12 ms
+on uvloop; piping 2 MB through ``cat`` took 6.4-6.9 ms vs 20-44 ms.  (An
 earlier measurement here: 1.2 vs 2.4 ms.)  So the agent uses the standard
 loop; uvloop stays available behind ``STOCKADE_AGENT_LOOP=uvloop`` for
 re-measuring on other hosts.
