@@ -74,6 +74,7 @@ class Bundle:
     ingress_groups: frozenset[str]  # groups isolated for ingress (fill stk?-iso-ingress)
     egress_groups: frozenset[str]
     jump_groups: frozenset[str]  # groups whose target set a jump rule names (others need none)
+    jump_policies: tuple[CompiledPolicy, ...] = ()  # the policies with rules: all that the chains depend on
 
 
 @lru_cache(maxsize=64)
@@ -115,30 +116,41 @@ def _base_chains(settings: CompileSettings, fam: Family) -> tuple[Chain, Chain, 
 
 
 def build_bundle(groups: frozenset[str], policies: list[CompiledPolicy], settings: CompileSettings,
-                 families: tuple[Family, ...]) -> Bundle:
-    """``policies`` sorted by key.  One pass over them."""
-    names: set[str] = set()
+                 families: tuple[Family, ...], prev: Bundle | None = None) -> Bundle:
+    """``policies`` sorted by key.  When ``prev`` (built with the same
+    settings and families) has the same policies with rules, its chains
+    and set names are reused as they are: policies without rules (default
+    deny) only change which pods are isolated."""
     ingress: set[str] = set()
     egress: set[str] = set()
-    jumps: set[str] = set()
-    # (family, policy chains, egress jump rules, ingress jump rules)
-    per_fam: list[tuple[Family, dict[str, Chain], list[Rule], list[Rule]]] = [(fam, {}, [], []) for fam in families]
+    jumping: list[CompiledPolicy] = []
     for cp in policies:
-        names.update(cp.set_names)
         if cp.ingress:
             ingress.add(cp.target)
         if cp.egress:
             egress.add(cp.target)
         if cp.jumps:
-            jumps.add(cp.target)
-            for fam, chains, jumps_e, jumps_i in per_fam:
-                fp = cp.families[fam]
-                for c in fp.chains:
-                    chains[c.name] = c
-                if fp.egress_jump is not None:
-                    jumps_e.append(fp.egress_jump)
-                if fp.ingress_jump is not None:
-                    jumps_i.append(fp.ingress_jump)
+            jumping.append(cp)
+    jp = tuple(jumping)
+    keys = tuple([cp.key for cp in policies])
+    jump_groups = frozenset([cp.target for cp in jp])
+    if prev is not None and len(prev.jump_policies) == len(jp) and \
+            all(a is b for a, b in zip(prev.jump_policies, jp, strict=True)):
+        return Bundle(groups, keys, prev.v4, prev.v6, prev.global_sets, frozenset(ingress), frozenset(egress),
+                      jump_groups, jp)
+    names: set[str] = set()
+    # (family, policy chains, egress jump rules, ingress jump rules)
+    per_fam: list[tuple[Family, dict[str, Chain], list[Rule], list[Rule]]] = [(fam, {}, [], []) for fam in families]
+    for cp in jp:
+        names.update(cp.set_names)
+        for fam, chains, jumps_e, jumps_i in per_fam:
+            fp = cp.families[fam]
+            for c in fp.chains:
+                chains[c.name] = c
+            if fp.egress_jump is not None:
+                jumps_e.append(fp.egress_jump)
+            if fp.ingress_jump is not None:
+                jumps_i.append(fp.ingress_jump)
     fams: dict[str, FamilyState] = {}
     for fam, chains, jumps_e, jumps_i in per_fam:
         fwd, inp, tail_e, tail_i = _base_chains(settings, fam)
@@ -146,6 +158,5 @@ def build_bundle(groups: frozenset[str], policies: list[CompiledPolicy], setting
                naming.EGRESS_CHAIN: Chain(naming.EGRESS_CHAIN, (*jumps_e, *tail_e)),
                naming.INGRESS_CHAIN: Chain(naming.INGRESS_CHAIN, (*jumps_i, *tail_i))}
         fams[fam] = FamilyState(out, HOOKS)
-    return Bundle(groups, tuple(cp.key for cp in policies),
-                  fams.get("inet", EMPTY_FAMILY), fams.get("inet6", EMPTY_FAMILY), tuple(sorted(names)),
-                  frozenset(ingress), frozenset(egress), frozenset(jumps))
+    return Bundle(groups, keys, fams.get("inet", EMPTY_FAMILY), fams.get("inet6", EMPTY_FAMILY),
+                  tuple(sorted(names)), frozenset(ingress), frozenset(egress), jump_groups, jp)

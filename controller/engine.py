@@ -369,15 +369,18 @@ class Engine:
                 if not keys:
                     del self._set_bundles[name]
 
-    def _bundle(self, key: frozenset[str]) -> Bundle:
+    def _bundle(self, key: frozenset[str], prev: Bundle | None = None) -> Bundle:
+        """The bundle of ``key``, built if needed (from ``prev``, the node's
+        previous bundle, or the invalidated one of the same key, when their
+        chains still hold)."""
         b = self._bundles.get(key)
         if b is not None:
             return b
         pols = self._span.policies
         keys = sorted({pk for gid in key for pk in pols.get(gid, ())})
-        b = build_bundle(key, [self._compiled[k] for k in keys], self.settings, self._families)
         old = self._stale.pop(key, None)
-        if old is not None:
+        b = build_bundle(key, [self._compiled[k] for k in keys], self.settings, self._families, old or prev)
+        if old is not None and b.v4 is not old.v4:
             b = dataclasses.replace(b, v4=old.v4 if old.v4 == b.v4 else b.v4, v6=old.v6 if old.v6 == b.v6 else b.v6)
         self._bundles[key] = b
         for name in b.global_sets:
@@ -465,7 +468,7 @@ class Engine:
             if old_key is not None:
                 self._detach(node, old_key)
             self._attach(node, key)
-        b = self._bundle(key)
+        b = self._bundle(key, self._node_bundle_obj.get(node))
         dirty = self._dirty_targets.pop(node, None)
         old = self._states.get(node)
         same_bundle = self._node_bundle_obj.get(node) is b
