@@ -99,7 +99,9 @@ class _Node:
     drift_repairs: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     peer: str = ""
+    sent_version: int = 0  # the last version whose update was completely written to the stream
     ack_event: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Distributor:
@@ -234,6 +236,7 @@ class Distributor:
                 "removed": n.state is None,
                 "desired_version": n.version,
                 "desired_digest": n.digest,
+                "sent_version": n.sent_version,
                 "applied_version": n.acked_version,
                 "applied_digest": n.acked_digest,
                 "in_sync": in_sync,
@@ -250,17 +253,29 @@ class Distributor:
 
     async def wait_acked(self, node: str, version: int, timeout: float) -> bool:
         """True once ``node``'s agent acked ``version`` (or later), False after ``timeout`` seconds."""
+        return await self._wait(node, version, timeout, "acked_version", "ack_event")
+
+    async def wait_sent(self, node: str, version: int, timeout: float) -> bool:
+        """True once the update to ``version`` (or later) was completely written
+        to ``node``'s stream, False after ``timeout`` seconds (benchmarks: the
+        controller's fan-out time, without the agents' apply time)."""
+        return await self._wait(node, version, timeout, "sent_version", "sent_event")
+
+    async def _wait(self, node: str, version: int, timeout: float, attr: str, event: str) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            n = self._node(node)
-            if n.acked_version >= version:
+            n = self._nodes.get(node)  # an unknown node is not created by waiting for it
+            if n is not None and getattr(n, attr) >= version:
                 return True
             left = deadline - loop.time()
             if left <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(n.ack_event.wait(), left)
+                if n is None:
+                    await asyncio.sleep(min(left, 0.05))
+                else:
+                    await asyncio.wait_for(getattr(n, event).wait(), left)
 
     def stats(self) -> dict[str, int]:
         return {"snapshots_sent": self.snapshots_sent, "deltas_sent": self.deltas_sent,
@@ -391,6 +406,9 @@ class Distributor:
                         if s.closed:
                             return
                     del msgs
+                    n.sent_version = version
+                    old_ev, n.sent_event = n.sent_event, asyncio.Event()
+                    old_ev.set()
                 continue
             s.wake.clear()
             if wait is None:

@@ -125,9 +125,22 @@ async def test_failed_ack_sends_a_snapshot_after_a_pause() -> None:
     await asyncio.wait_for(t, 5)
 
 
-async def test_wait_acked_times_out() -> None:
+async def test_wait_acked_and_sent_time_out_without_creating_nodes() -> None:
     d = Distributor()
     assert await d.wait_acked("n1", 1, 0.05) is False
+    assert await d.wait_sent("n1", 1, 0.05) is False
+    assert d.nodes_status() == []
+
+
+async def test_wait_sent_before_ack() -> None:
+    d = Distributor("r1")
+    d.publish("n1", make_state())
+    d.set_ready(True)
+    p, t = await start(d, Hello("n1", "v", ""))
+    assert await d.wait_sent("n1", 1, 5)
+    assert d.nodes_status()[0]["sent_version"] == 1 and d.nodes_status()[0]["applied_version"] == 0
+    await p.acks.put(None)
+    await asyncio.wait_for(t, 5)
 
 
 async def test_host_checks_and_drift_in_status_and_metrics() -> None:
