@@ -50,6 +50,17 @@ from controller.settings import WatchSettings
 
 log = logging.getLogger("stockade.controller.watch")
 
+def _retryable() -> tuple[type[BaseException], ...]:
+    try:
+        from kubernetes_asyncio.client.exceptions import ApiException
+        from kubernetes_asyncio.config import ConfigException
+    except ImportError:  # pragma: no cover - the controller always has it
+        return (OSError, aiohttp.ClientError)
+    return (OSError, aiohttp.ClientError, ApiException, ConfigException)
+
+
+RETRYABLE = _retryable()
+
 Kind = Literal["Namespace", "Pod", "Node", "NetworkPolicy"]
 KINDS: tuple[Kind, ...] = ("Namespace", "Pod", "Node", "NetworkPolicy")
 NAMESPACED: frozenset[str] = frozenset({"Pod", "NetworkPolicy"})
@@ -286,9 +297,11 @@ class Watcher:
                     # version on: start over from a fresh list (reconciled).
                     need_list = True
                 await self._backoff()
-            except Exception as e:  # any client failure is retried, loudly
+            except RETRYABLE as e:  # client-side failures (sockets, TLS, credentials): retried, loudly
                 self._error("client", f"{type(e).__name__}: {e}")
                 await self._backoff()
+            # Anything else is a bug here or in the projector's caller: it
+            # propagates, the task dies and the process exits (root task).
 
     def _error(self, reason: str, message: str) -> None:
         if self._stopping:
