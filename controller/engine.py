@@ -471,7 +471,8 @@ class Engine:
         b = self._bundle(key, self._node_bundle_obj.get(node))
         dirty = self._dirty_targets.pop(node, None)
         old = self._states.get(node)
-        same_bundle = self._node_bundle_obj.get(node) is b
+        prev_b = self._node_bundle_obj.get(node)
+        same_bundle = prev_b is b
         self._node_bundle_obj[node] = b
         if old is not None and same_bundle and dirty is None:
             # Fast path: only cluster-wide sets changed (a peer's pods).
@@ -500,7 +501,10 @@ class Engine:
                 ts = tcache[gid] = self._target_sets(gid, node, ts)
             for s in ts:
                 sets[s.name] = s
-        iso = self._iso[node] = self._iso_sets(b, node, self._iso.get(node))
+        iso = self._iso.get(node)
+        if iso is None or dirty is not None or prev_b is None or prev_b.ingress_groups != b.ingress_groups \
+                or prev_b.egress_groups != b.egress_groups:
+            iso = self._iso[node] = self._iso_sets(b, node, iso)
         sets.update(iso)
         if old is not None and old.v4 is b.v4 and old.v6 is b.v6 and _same_sets(old.sets, sets):
             return
