@@ -12,7 +12,8 @@ Routes:
 * ``/api/v1/policies/{ns}/{name}``: one policy (or its validation errors).
 * ``/api/v1/explain?from=NS/POD&to=NS/POD&port=N&protocol=TCP``: the
   oracle's verdict and the policies and rules behind it.  Bad parameters
-  get a 400 naming the parameter; unknown pods a 404.
+  get a 400 naming the parameter, unknown pods a 404, and any question
+  before readiness a 503.
 * ``/healthz`` (the process serves), ``/readyz`` (503 until every kind has
   been listed once), ``/metrics`` (Prometheus, default registry).
 
@@ -23,6 +24,7 @@ input, it never changes controller state.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -128,9 +130,15 @@ def _badge(ok: bool, yes: str, no: str, warn: bool = False) -> str:
     return f'<span class="badge {cls}">{_e(yes if ok else no)}</span>'
 
 
+@functools.cache
+def _template() -> string.Template:
+    return string.Template(resources.files("controller").joinpath("templates/status.html").read_text("utf-8"))
+
+
 def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
+    """The status page for a :meth:`StatusSource.status` dict (all text escaped)."""
     now = time.time() if now is None else now
-    tmpl = string.Template(resources.files("controller").joinpath("templates/status.html").read_text("utf-8"))
+    tmpl = _template()
     totals = st.get("totals", {})
     tot_html = "".join(f"<div><b>{_e(v)}</b>{_e(k.replace('_', ' '))}</div>" for k, v in totals.items())
     node_rows = []
