@@ -84,7 +84,7 @@ def affected(old: NodeState | None, new: NodeState) -> dict[Family, set[str]]:
         oj, nj = _jump_sets(old, fam), _jump_sets(new, fam)
         for name in set().union(*nj.values()) if nj else set():
             was, now = old.sets.get(name), new.sets.get(name)
-            if now is not None:
+            if now is not None and now is not was:
                 add(name, now.members - (was.members if was is not None else frozenset()))
         ofs, nfs = old.family(fam), new.family(fam)
         changed = {c for c in set(ofs.chains) | set(nfs.chains)

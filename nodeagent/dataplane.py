@@ -209,7 +209,9 @@ class Dataplane:
                 return d
         d = self._dcache.digest(state, evict=False)
         self._dmemo = [(state, d), *self._dmemo[:3]]
-        self._dcache.retain(st for st, _ in self._dmemo)
+        live = len(state.sets) + len(state.v4.chains) + len(state.v6.chains)
+        if len(self._dcache) > 3 * live + 64:  # drop fragments no remembered state uses, now and then
+            self._dcache.retain(st for st, _ in self._dmemo)
         return d
 
     @property

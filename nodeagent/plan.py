@@ -142,7 +142,8 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
     fam_hooks: dict[Family, list[str]] = {}
     for fam in FAMILIES:
         wf, hf = want.family(fam), actual.family(fam)
-        fam_chains[fam] = {n for n in wf.chains if wf.tags(n) != hf.tags(n) or n not in hf.chains}
+        fam_chains[fam] = {n for n, rules in wf.chains.items()
+                           if rules is not hf.chains.get(n) and (n not in hf.chains or wf.tags(n) != hf.tags(n))}
         fam_delete[fam] = tuple(sorted(n for n in hf.chains if n not in wf.chains))
         fam_hooks[fam] = [b for b in wf.hooks if tuple(wf.hooks[b]) != tuple(hf.hooks.get(b, ()))]
         # hooks read in chains we do not want at all are also stale

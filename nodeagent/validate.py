@@ -48,6 +48,11 @@ def _refs(chain: Chain) -> tuple[frozenset[str], frozenset[str]]:
                                      frozenset(r.target for r in chain.rules if r.action == "JUMP")))
 
 
+def _same_header(now: IPSet | None, was: IPSet | None) -> bool:
+    return now is not None and was is not None and (now is was or (now.header() == was.header()
+                                                                    and now.type == was.type))
+
+
 def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
     """Raise StateError naming what is wrong (unknown set, bad member,
     unknown family, ...).  Called by ``apply`` too.
@@ -86,8 +91,7 @@ def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
         for cname, ch in fs.chains.items():
             if kchains.get(cname) is ch:
                 sets, targets = _refs(ch)
-                if all(n in state.sets and ksets.get(n) is not None and state.sets[n].header() == ksets[n].header()
-                       and state.sets[n].type == ksets[n].type for n in sets) and targets <= fs.chains.keys():
+                if all(_same_header(state.sets.get(n), ksets.get(n)) for n in sets) and targets <= fs.chains.keys():
                     ch = Chain(cname, ())  # checked when it arrived; what it names is unchanged
             chains[cname] = ch
         fams.append(FamilyState(chains, fs.hooks))
