@@ -33,21 +33,22 @@ OUTPUT is not hooked: a node always reaches its own pods (kubelet probes).
 RETURN to the rest of the host's chain; denied ones are dropped.
 
 Sets on a node: the cluster-wide peer / ipBlock / named-port sets its
-policies name (the same objects on every node), one target set per
-selected group that a jump rule names (``stk4t-``: only this node's pods;
-a policy without rules in a direction has no jump and needs none), and the
-two isolation
+policies name (the same objects on every node); one target set per
+selected group that a jump rule names (``stk4t-<hash(group)>``: only this
+node's pods; policies selecting the same way share it; a policy without
+rules in a direction has no jump and needs none); and the two isolation
 sets (``stk4-iso-ingress``/``-egress``: this node's pods selected by some
 policy of that direction, with counters so drops can be counted per pod).
 A node with no selected pods gets the base chains and empty isolation
-sets: it allows everything.
+sets: it allows everything.  IPv6 (``ip6tables``, ``stk6`` sets) has the
+same layout.
 
 Everything a set of policies compiles to is a :class:`Bundle`, shared by
 every node whose pods are selected by the same groups (in a cluster where
 every policy selects pods on every node, one bundle serves all nodes).
 
 What it does not do: track which nodes need which bundle (``span``), or
-fill cluster-wide sets (``engine``).
+fill cluster-wide sets (``compile_sets``).
 """
 
 from __future__ import annotations
