@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.compile_policy import CompileSettings
 from controller.engine import Engine
 from controller.model import Protocol
 from stockade.state import validate
@@ -60,11 +61,18 @@ def check(c: RandomCluster, probes: list[RandomProbe], e: Engine) -> None:
             + "\npolicies:\n" + "\n".join(repr(p) for p in c.policies))
 
 
+LAYOUTS = [
+    CompileSettings(),
+    CompileSettings(egress_mark=0x40000, ingress_mark=0x1, nflog_group=3, families=("inet", "inet6")),
+]
+
+
 @SETTINGS
-@given(cluster_and_probes())
-def test_oracle_equals_walker_over_compiled_state(cp: tuple[RandomCluster, list[RandomProbe]]) -> None:
+@given(cluster_and_probes(), st.sampled_from(LAYOUTS))
+def test_oracle_equals_walker_over_compiled_state(cp: tuple[RandomCluster, list[RandomProbe]],
+                                                  layout: CompileSettings) -> None:
     c, probes = cp
-    e = Engine()
+    e = Engine(layout)
     feed(e, c)
     check(c, probes, e)
 
