@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stockade.lab import netns, processes
@@ -51,6 +52,16 @@ class Lab:
         self.procs: list[LabProcess] = []  # other processes (pipeline), in start order
         self._next_index = 0
         self._down = False
+        self._inflight: set[asyncio.Future[object]] = set()  # namespace commands still running in threads
+
+    async def _io(self, fn: Callable[..., object], *args: object) -> None:
+        """Run a blocking namespace command in a thread.  A cancelled caller
+        does not stop the thread; :meth:`down` waits for every command still
+        running, so nothing is created after the teardown deleted it."""
+        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._inflight.add(fut)
+        fut.add_done_callback(self._inflight.discard)
+        await asyncio.shield(fut)
 
     # ---- build
     async def up(self) -> None:
@@ -59,9 +70,9 @@ class Lab:
         os.makedirs(self.state.workdir, exist_ok=True)
         phases = self.plan.base_batches()
         check_ifnames(phases)
-        await asyncio.to_thread(netns.ensure_br_netfilter)
-        await asyncio.to_thread(netns.add_namespaces, names)
-        await asyncio.to_thread(netns.run_phases, phases)
+        await self._io(netns.ensure_br_netfilter)
+        await self._io(netns.add_namespaces, names)
+        await self._io(netns.run_phases, phases)
 
     async def add_pod(self, key: str, node: int, ip: str, host_network: bool,
                       ports: list[tuple[int, str]]) -> PodWiring:
@@ -75,8 +86,8 @@ class Lab:
             self.state.add_namespaces([pod.netns])
             phases = self.plan.pod_batches(pod)
             check_ifnames(phases)
-            await asyncio.to_thread(netns.add_namespaces, [pod.netns])
-            await asyncio.to_thread(netns.run_phases, phases)
+            await self._io(netns.add_namespaces, [pod.netns])
+            await self._io(netns.run_phases, phases)
         self.pods[key] = pod
         if ports:
             bind = pod.ip if host_network else None
@@ -91,8 +102,8 @@ class Lab:
             await processes.stop(self.state, srv)
         if not pod.host_network:
             self.socks.forget(pod.netns)
-            await asyncio.to_thread(netns.run_phases, self.plan.unwire_batches(pod))
-            await asyncio.to_thread(netns.delete_namespaces, [pod.netns])
+            await self._io(netns.run_phases, self.plan.unwire_batches(pod))
+            await self._io(netns.delete_namespaces, [pod.netns])
             self.state.namespaces.remove(pod.netns)
             self.state.save()
         return pod
@@ -144,6 +155,8 @@ class Lab:
         if self._down:
             return
         self._down = True
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         errors: list[BaseException] = []
         for lp in reversed(self.procs):
             try:
@@ -155,6 +168,8 @@ class Lab:
                              return_exceptions=True)
         self.servers.clear()
         self.down_sync()
+        for e in errors:
+            print(f"lab teardown: stopping a process failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     def down_sync(self) -> None:
         """The part of teardown that needs no event loop (also used on a
