@@ -56,7 +56,7 @@ from . import conntrack, hostcheck, state_store
 from . import plan as planmod
 from .backend_detect import resolve
 from .kernel import CmdResult, Kernel, Tools
-from .kernel_read import KernelView, ParseError, parse_ipset_save, parse_iptables_save
+from .kernel_read import BlockCache, KernelView, ParseError, parse_ipset_save, parse_iptables_save
 from .restore_builder import FamilyWrite, RenderCache, expected_view, iptables_restore_text
 from .validate import validate_incoming
 
@@ -128,8 +128,9 @@ class ApplyError(Exception):
         self.stdin = stdin
 
 
-async def read_view(kernel: Kernel, tools: Tools, timeout: float = 30.0) -> KernelView:
-    """Everything we own in the kernel, IPv4 and IPv6 (three reads at once)."""
+async def read_view(kernel: Kernel, tools: Tools, timeout: float = 30.0, cache: BlockCache | None = None) -> KernelView:
+    """Everything we own in the kernel, IPv4 and IPv6 (three reads at once).
+    ``cache``: skip parsing sets whose save text did not change."""
     ips, v4, v6 = await asyncio.gather(
         kernel.run(["ipset", "save"], timeout=timeout),
         kernel.run(tools.save_argv("inet"), timeout=timeout),
@@ -137,7 +138,8 @@ async def read_view(kernel: Kernel, tools: Tools, timeout: float = 30.0) -> Kern
     for r in (ips, v4, v6):
         if not r.ok:
             raise ParseError(f"reading the kernel failed: {r.describe()}")
-    return KernelView(parse_ipset_save(ips.stdout), parse_iptables_save(v4.stdout), parse_iptables_save(v6.stdout))
+    return KernelView(parse_ipset_save(ips.stdout, cache=cache), parse_iptables_save(v4.stdout),
+                      parse_iptables_save(v6.stdout))
 
 
 class Dataplane:
@@ -161,6 +163,7 @@ class Dataplane:
         self._iptc: Any = None
         self._dcache = DigestCache()
         self._render = RenderCache()
+        self._blocks = BlockCache()
         self._encoder = state_store.Encoder()
         self._dmemo: list[tuple[NodeState, str]] = []  # the last few (state, digest), by identity
         self._validated: NodeState | None = None  # the last state that passed validation
@@ -183,7 +186,7 @@ class Dataplane:
             from .iptc_backend import IptcWriter
 
             self._iptc = IptcWriter(netns=self.settings.netns or None)
-        view = await read_view(self.kernel, self.tools, self.settings.command_timeout)
+        view = await read_view(self.kernel, self.tools, self.settings.command_timeout, self._blocks)
         self._believed = view
         try:
             saved = state_store.load(self.settings.state_dir)
@@ -243,7 +246,7 @@ class Dataplane:
             target = self._pending or self._desired
             if target is None:  # nothing received yet: look, never touch
                 try:
-                    self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout)
+                    self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout, self._blocks)
                 except ParseError as e:
                     return ApplyResult(False, str(e))
                 return ApplyResult(True, digest="")
@@ -254,7 +257,7 @@ class Dataplane:
         t0 = time.perf_counter() if t0 is None else t0
         try:
             if fresh_read or self._believed is None:
-                self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout)
+                self._believed = await read_view(self.kernel, self.tools, self.settings.command_timeout, self._blocks)
             plan = planmod.make_plan(state, self._believed, self._render)
         except ParseError as e:
             return self._failed(state, str(e), "", 0, t0)

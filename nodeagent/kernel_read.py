@@ -99,15 +99,28 @@ class KernelView:
                     or any(self.v4.hooks.values()) or any(self.v6.hooks.values()))
 
 
-def parse_ipset_save(text: str, prefix: str = SET_PREFIX) -> dict[str, KSet]:
+class BlockCache:
+    """Set name -> (its block of ``ipset save`` text, the KSet parsed from
+    it) from the previous read: a set whose block is byte-for-byte the same
+    (the usual case on a periodic re-read) is not parsed again."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, tuple[str, KSet]] = {}
+
+
+def parse_ipset_save(text: str, prefix: str = SET_PREFIX, cache: BlockCache | None = None) -> dict[str, KSet]:
     """Our sets from ``ipset save`` output (all sets, or one).
 
     ``ipset save`` prints each set as a ``create`` line followed by its
     ``add`` lines, so the text is cut into blocks per set; blocks of other
-    tools' sets are skipped whole, and plain members (no ``nomatch``, no
-    counters) are taken by slicing, which keeps 50,000 members cheap."""
+    tools' sets are skipped whole, plain members (no ``nomatch``, no
+    counters) are taken by slicing, which keeps 50,000 members cheap, and
+    with a ``cache`` unchanged blocks are not parsed at all."""
     out: dict[str, KSet] = {}
+    seen: dict[str, tuple[str, KSet]] = {}
     if not text:
+        if cache is not None:
+            cache.blocks = seen
         return out
     blocks = text.split("\ncreate ")
     blocks[0] = blocks[0].removeprefix("create ")
@@ -115,6 +128,12 @@ def parse_ipset_save(text: str, prefix: str = SET_PREFIX) -> dict[str, KSet]:
         name = block.split(" ", 1)[0]
         if not name.startswith(prefix) or not block.strip():
             continue
+        if cache is not None:
+            hit = cache.blocks.get(name)
+            if hit is not None and hit[0] == block:
+                out[name] = hit[1]
+                seen[name] = hit
+                continue
         lines = block.rstrip("\n").split("\n")
         header = lines[0].split(" ")
         if len(header) < 2:
@@ -146,6 +165,9 @@ def parse_ipset_save(text: str, prefix: str = SET_PREFIX) -> dict[str, KSet]:
         out[name] = KSet(name, header[1], opts.get("family", "inet"), frozenset(members), frozenset(nomatch),
                          "counters" in opts, int(opts.get("maxelem", "65536")), int(opts.get("hashsize", "1024")),
                          counters)
+        seen[name] = (block, out[name])
+    if cache is not None:
+        cache.blocks = seen
     return out
 
 

@@ -180,3 +180,17 @@ def test_conntrack_listing_addresses() -> None:
            "udp      17 29 src=198.18.0.7 dst=198.18.0.2 sport=5 dport=53 [UNREPLIED] src=198.18.0.2 dst=198.18.0.7 "
            "sport=53 dport=5 mark=0 use=1\n")
     assert _orig_addresses(out) == {"198.18.0.3", "198.18.0.2", "198.18.0.7"}
+
+
+def test_block_cache_reuses_unchanged_sets_only() -> None:
+    from nodeagent.kernel_read import BlockCache
+
+    cache = BlockCache()
+    first = parse_ipset_save(IPSET_SAVE, cache=cache)
+    again = parse_ipset_save(IPSET_SAVE, cache=cache)
+    assert all(again[n] is first[n] for n in first)
+    changed = parse_ipset_save(IPSET_SAVE.replace("add stkn 198.18.0.0/16\n", ""), cache=cache)
+    assert changed["stka"] is first["stka"] and changed["stkn"] is not first["stkn"]
+    assert changed["stkn"].members == frozenset()
+    gone = parse_ipset_save(IPSET_SAVE.split("create stkn")[0], cache=cache)
+    assert set(gone) == {"stka"} and set(cache.blocks) == {"stka"}
