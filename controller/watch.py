@@ -385,8 +385,16 @@ class Watcher:
             if not cont:
                 break
         fresh: dict[str, Cached] = {}
+        cache = self.cache
         for obj in items:
             try:
+                if isinstance(obj, Mapping):
+                    # Same key and resourceVersion: the very object we have; no re-projection.
+                    key, orv = object_key(self.kind, obj)
+                    old = cache.get(key)
+                    if old is not None and orv and old.resource_version == orv:
+                        fresh[key] = old
+                        continue
                 key, orv, value = self._project_obj(obj)
             except BadObject as e:
                 self._error("bad_object", str(e))

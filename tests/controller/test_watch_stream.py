@@ -222,3 +222,26 @@ async def test_malformed_object_is_reported_and_loses_nothing(run: Any) -> None:
     # q changed to z by watch, and back to x by the relist; p is never dropped.
     assert r.changes() == [("a/p", ("pod", "x")), ("a/q", ("pod", "x")), ("a/q", ("pod", "z")), ("a/q", ("pod", "x"))]
     assert set(r.w.cache) == {"a/p", "a/q"}
+
+
+async def test_relist_does_not_reproject_objects_with_the_same_version() -> None:
+    api = API()
+    api.lists += [listing("10", obj("p", "5"), obj("q", "6")), listing("20", obj("p", "5"), obj("q", "16", "z"))]
+    api.watches.append(Resp(200, lines=[ev("ERROR", {"code": 410})]))
+    projected: list[str] = []
+
+    def counting(o: Mapping[str, Any]) -> object:
+        projected.append(f"{o['metadata']['name']}@{o['metadata']['resourceVersion']}")
+        return project(o)
+
+    msgs: list[Message] = []
+    w = Watcher("Pod", api, counting, msgs.extend, S)
+    task = asyncio.create_task(w.run())
+    try:
+        await eventually(lambda: sum(isinstance(m, Listed) for m in msgs) == 2)
+        assert projected == ["p@5", "q@6", "q@16"]
+        assert w.cache["a/q"].value == ("pod", "z")
+    finally:
+        w.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
