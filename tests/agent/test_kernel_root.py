@@ -307,3 +307,19 @@ def test_lab_leaves_nothing_behind() -> None:
     assert not any(n in listed for n in names)
 
 
+
+
+async def test_set_grows_past_its_size_by_swap(routed: Lab, tmp_path: object) -> None:
+    lab = routed
+    lab.serve(0, "tcp", 8080)
+    dp = dataplane(lab, str(tmp_path))
+    await dp.start()
+    assert (await dp.apply(_lab_state(lab, {1}))).ok
+    base = ipaddress.ip_address("198.19.0.0")
+    many = frozenset(str(base + i + 1) for i in range(60000)) | {lab.ips[1]}
+    res = await dp.apply(policy_state(selected=frozenset({lab.ips[0]}), peers=many))
+    assert res.ok and res.plan["sets_replaced"] == 1, res
+    head = lab.run(lab.node, "ipset list stkpeer -t").stdout
+    assert "maxelem 131072" in head and "References: 1" in head and "Number of entries: 60001" in head
+    assert lab.can_reach(1, 0, "tcp", 8080) and not lab.can_reach(2, 0, "tcp", 8080)
+    assert "~" not in lab.run(lab.node, "ipset list -n").stdout
