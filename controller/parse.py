@@ -525,16 +525,14 @@ class _TooBig(Exception):
 
 class _Errors:
     """``items``: the first MAX_ERRORS problems; ``count``: all of them;
-    ``entries``/``ipblocks``: list entries and ipBlock peers seen so far
-    (the size limits)."""
+    ``entries``: list entries seen so far (MAX_POLICY_ENTRIES)."""
 
-    __slots__ = ("count", "entries", "ipblocks", "items")
+    __slots__ = ("count", "entries", "items")
 
     def __init__(self) -> None:
         self.items: list[str] = []
         self.count = 0
         self.entries = 0
-        self.ipblocks = 0
 
     def add(self, path: str, message: str) -> None:
         self.count += 1
@@ -803,12 +801,7 @@ def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
 def _peers(raw: Any, path: str, errs: _Errors) -> tuple[Peer, ...]:
     """``ValidateNetworkPolicyPeer`` for each entry."""
     out: list[Peer] = []
-    peers = errs.lst(raw, path)
-    errs.ipblocks += sum(1 for pe in peers if isinstance(pe, dict) and pe.get("ipBlock") is not None)
-    if errs.ipblocks > MAX_POLICY_IPBLOCKS:
-        raise _TooBig(path, f"the policy has more than {MAX_POLICY_IPBLOCKS} ipBlock peers "
-                            f"(more than etcd's {ETCD_OBJECT_BYTES}-byte object limit can hold)")
-    for i, pe in enumerate(peers):
+    for i, pe in enumerate(errs.lst(raw, path)):
         pp = f"{path}[{i}]"
         d = errs.obj(pe, pp)
         if d is None:
@@ -860,7 +853,29 @@ def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
         raise PolicyInvalid(key, [e.text]) from None
 
 
+def _count_ip_blocks(spec: Any) -> None:
+    """Raise _TooBig, naming the peer list where the count passes
+    MAX_POLICY_IPBLOCKS, before any rule is parsed (one cheap pass)."""
+    if not isinstance(spec, dict):
+        return
+    total = 0
+    for direction, peers_field in (("ingress", "from"), ("egress", "to")):
+        rules = spec.get(direction)
+        if not isinstance(rules, list):
+            continue
+        for i, r in enumerate(rules):
+            peers = r.get(peers_field) if isinstance(r, dict) else None
+            if not isinstance(peers, list):
+                continue
+            total += sum(1 for pe in peers if isinstance(pe, dict) and pe.get("ipBlock") is not None)
+            if total > MAX_POLICY_IPBLOCKS:
+                raise _TooBig(f"spec.{direction}[{i}].{peers_field}",
+                              f"the policy has more than {MAX_POLICY_IPBLOCKS} ipBlock peers "
+                              f"(more than etcd's {ETCD_OBJECT_BYTES}-byte object limit can hold)")
+
+
 def _policy(obj: dict[str, Any], default_namespace: str, key: str) -> NetworkPolicy:
+    _count_ip_blocks(obj.get("spec"))
     errs = _Errors()
     errs.known(obj, "", _TOP)
     kind = obj.get("kind")
