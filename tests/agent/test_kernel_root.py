@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -323,3 +324,38 @@ async def test_set_grows_past_its_size_by_swap(routed: Lab, tmp_path: object) ->
     assert "maxelem 131072" in head and "References: 1" in head and "Number of entries: 60001" in head
     assert lab.can_reach(1, 0, "tcp", 8080) and not lab.can_reach(2, 0, "tcp", 8080)
     assert "~" not in lab.run(lab.node, "ipset list -n").stdout
+
+
+CHILD = r"""
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from nodeagent.dataplane import Dataplane, DataplaneSettings
+from nodeagent.kernel import SubprocessKernel
+from tests.agent.states import policy_state
+async def main():
+    dp = Dataplane(SubprocessKernel(("ip", "netns", "exec", {ns!r})), DataplaneSettings(backend="nft", state_dir={tmp!r}))
+    await dp.start()
+    res = await dp.apply(policy_state(selected=frozenset({{{sel!r}}}), peers=frozenset({{{peer!r}}})))
+    await dp.flush_persisted()
+    print("applied" if res.ok else res.error, flush=True)
+    await dp.run_periodic_reconcile()
+asyncio.run(main())
+"""
+
+
+async def test_killed_agent_leaves_rules_and_is_adopted(bridged: Lab, tmp_path: object) -> None:
+    lab = bridged
+    lab.serve(0, "tcp", 8080)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = CHILD.format(root=root, ns=lab.node, tmp=str(tmp_path), sel=lab.ips[0], peer=lab.ips[1])
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.procs.append(p)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "applied"
+    p.kill()  # SIGKILL: no handler, no cleanup
+    p.wait(timeout=5)
+    assert lab.can_reach(1, 0, "tcp", 8080) and not lab.can_reach(2, 0, "tcp", 8080)
+    dp = dataplane(lab, str(tmp_path))
+    await dp.start()
+    assert dp.applied_digest == digest(_lab_state(lab, {1}))
+    assert (await dp.apply(_lab_state(lab, {1}))).writes == 0
