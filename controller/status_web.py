@@ -147,7 +147,8 @@ def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
         lag = n.get("lag")
         in_sync = bool(n.get("in_sync"))
         cls = "" if connected else ' class="down"'
-        agent = _badge(connected, "connected", "not connected")
+        # Agents of other replicas do not show here: "not connected" means to this replica.
+        agent = _badge(connected, "connected", "not connected to this replica")
         if connected:
             agent += " " + _badge(in_sync, "in sync", "behind", warn=True)
         if not n.get("in_cluster", True):

@@ -58,7 +58,7 @@ STATUS: dict[str, Any] = {
 def test_page_shows_nodes_policies_errors_escaped() -> None:
     page = render_page(STATUS, now=1010.0)
     for text in ("node-a", "node-b", "not connected", "in sync", "10s ago", "12.0 ms",
-                 "iptables-restore: line 3 failed", "shop/allow-web", "shop/broken",
+                 "iptables-restore: line 3 failed", "not connected to this replica", "shop/allow-web", "shop/broken",
                  "INVALID: not enforced", "READY", 'http-equiv="refresh"', "check: br_netfilter",
                  "7 batches, 31 changes", "last publish 5s ago", "5 deltas"):
         assert text in page, text
