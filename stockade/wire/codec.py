@@ -21,7 +21,7 @@ decision to reject.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from stockade.state import (
@@ -61,11 +61,18 @@ _PHYS: dict[bool | None, Any] = {None: pb.PHYSDEV_ANY, True: pb.PHYSDEV_BRIDGED,
 _PHYS_R: dict[Any, bool | None] = {v: k for k, v in _PHYS.items()}
 
 
+_MISSING = object()
+
+
 def _enum(table: Mapping[Any, Any], value: Any, where: str) -> Any:
     try:
         return table[value]
     except KeyError:
         raise WireError(f"{where}: unknown value {value}") from None
+
+
+def _bad(where: str, what: str, value: Any) -> WireError:
+    return WireError(f"{where}.{what}: unknown value {value}")
 
 
 # --------------------------------------------------------------------------
@@ -88,20 +95,39 @@ def rule_to_pb(r: Rule) -> pb.Rule:
     return m
 
 
-def rule_from_pb(m: pb.Rule, where: str) -> Rule:
+def rule_from_pb(m: pb.Rule, where: str | Callable[[], str]) -> Rule:
+    """``where`` (a string, or a function returning one: only called on
+    error) locates the rule in error messages."""
+    def loc() -> str:
+        return where if isinstance(where, str) else where()
+
     dport = None
     if m.dport_first or m.dport_last:
         dport = (m.dport_first, m.dport_last)
-    sets = tuple(SetMatch(s.set, tuple(_enum(_DIR_R, d, f"{where}.sets.dirs") for d in s.dirs), s.negate)
-                 for s in m.sets)
+    sets: tuple[SetMatch, ...] = ()
+    if m.sets:
+        matches = []
+        for sm in m.sets:
+            dirs = tuple(_DIR_R.get(d, _MISSING) for d in sm.dirs)
+            if _MISSING in dirs:
+                raise _bad(loc(), "sets.dirs", list(sm.dirs))
+            matches.append(SetMatch(sm.set, dirs, sm.negate))
+        sets = tuple(matches)
+    action = _ACTION_R.get(m.action)
+    if action is None:
+        raise _bad(loc(), "action", m.action)
+    proto = _PROTO_R.get(m.proto, _MISSING)
+    if proto is _MISSING:
+        raise _bad(loc(), "proto", m.proto)
+    physdev = _PHYS_R.get(m.physdev, _MISSING)
+    if physdev is _MISSING:
+        raise _bad(loc(), "physdev", m.physdev)
     return Rule(
-        action=_enum(_ACTION_R, m.action, f"{where}.action"), target=m.target,
-        proto=_enum(_PROTO_R, m.proto, f"{where}.proto"), dport=dport, sets=sets,
-        ctstate=tuple(m.ctstate),
+        action=action, target=m.target, proto=proto, dport=dport, sets=sets,
+        ctstate=tuple(m.ctstate) if m.ctstate else (),
         mark=(m.mark.value, m.mark.mask, m.mark.negate) if m.HasField("mark") else None,
         set_mark=(m.set_mark.value, m.set_mark.mask) if m.HasField("set_mark") else None,
-        in_iface=m.in_iface, out_iface=m.out_iface,
-        physdev_is_bridged=_enum(_PHYS_R, m.physdev, f"{where}.physdev"),
+        in_iface=m.in_iface, out_iface=m.out_iface, physdev_is_bridged=physdev,  # type: ignore[arg-type]
         nflog_group=m.nflog_group, nflog_prefix=m.nflog_prefix, limit=m.limit, comment=m.comment)
 
 
@@ -278,8 +304,12 @@ class _SetAcc:
 
 def _gather_sets(sets: Iterable[pb.IPSet], acc: dict[str, _SetAcc], where: str) -> None:
     for m in sets:
-        header = (m.name, _enum(_SETTYPE_R, m.type, f"{where}[{m.name!r}].type"),
-                  _enum(_FAMILY_R, m.family, f"{where}[{m.name!r}].family"), m.counters, m.comment)
+        typ, fam = _SETTYPE_R.get(m.type), _FAMILY_R.get(m.family)
+        if typ is None:
+            raise _bad(f"{where}[{m.name!r}]", "type", m.type)
+        if fam is None:
+            raise _bad(f"{where}[{m.name!r}]", "family", m.family)
+        header = (m.name, typ, fam, m.counters, m.comment)
         a = acc.get(m.name)
         if a is None:
             a = acc[m.name] = _SetAcc(header)
@@ -289,12 +319,25 @@ def _gather_sets(sets: Iterable[pb.IPSet], acc: dict[str, _SetAcc], where: str) 
         a.nomatch.extend(m.nomatch)
 
 
+class _RuleWhere:
+    """A rule's location, formatted only when an error names it."""
+
+    __slots__ = ("index", "name", "where")
+
+    def __init__(self, where: str, name: str, index: int) -> None:
+        self.where, self.name, self.index = where, name, index
+
+    def __call__(self) -> str:
+        return f"{self.where}[{self.name!r}].rules[{self.index}]"
+
+
 def _gather_chains(chains: Iterable[pb.Chain], acc: dict[tuple[Family, str], list[Rule]], where: str) -> None:
     for c in chains:
         fam: Family = _enum(_FAMILY_R, c.family, f"{where}[{c.name!r}].family")
         rules = acc.setdefault((fam, c.name), [])
         base = len(rules)
-        rules.extend(rule_from_pb(r, f"{where}[{c.name!r}].rules[{base + i}]") for i, r in enumerate(c.rules))
+        for i, r in enumerate(c.rules, base):
+            rules.append(rule_from_pb(r, _RuleWhere(where, c.name, i)))
 
 
 class Assembler:
