@@ -36,8 +36,11 @@ _FAST = {
 def check_members(s: IPSet, members: Iterable[str], where: str) -> None:
     """Raise StateError (``check_member``'s message) for the first bad member."""
     fast = _FAST.get((s.type, s.family))
-    for m in members if fast is None else [m for m in members if not fast(m)]:
-        check_member(s, m, where)
+    if fast is not None and all(map(fast, members)):  # the loop stays in C
+        return
+    for m in members:
+        if fast is None or not fast(m):
+            check_member(s, m, where)
 
 
 def _structure(state: NodeState, member_sets: dict[str, tuple[IPSet, Iterable[str], Iterable[str]]]) -> None:
