@@ -2,7 +2,9 @@
 
 Every process runs under ``ip netns exec NS`` (which also gives it the
 namespace's own /sys), with ``PR_SET_PDEATHSIG=SIGKILL`` so it dies with the
-runner even when the runner is killed outright, its stdout and stderr in a
+runner even when the runner is killed outright, in a session of its own (a
+terminal's Ctrl-C goes to the runner, which stops everything in order), its
+stdout and stderr in a
 log file under the run's work directory, and its PID recorded in the run
 state before anything else happens.  :func:`start` waits for a ready line on
 stdout when asked.  :func:`stop` ends one process by PID: SIGTERM, a bounded
@@ -81,7 +83,8 @@ async def start(state: RunState, name: str, netns: str, argv: list[str],
     full = ["ip", "netns", "exec", netns, *argv]
     proc = await asyncio.create_subprocess_exec(
         *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=logf,
-        preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        preexec_fn=_die_with_parent, start_new_session=True,  # a terminal's Ctrl-C reaches the runner only
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     state.add_process(proc.pid, name)
     lp = LabProcess(name, netns, argv, proc, log)
     assert proc.stdout is not None
