@@ -168,8 +168,8 @@ class Lab:
                              return_exceptions=True)
         self.servers.clear()
         self.down_sync()
-        for e in errors:
-            print(f"lab teardown: stopping a process failed: {type(e).__name__}: {e}", file=sys.stderr)
+        for err in errors:
+            print(f"lab teardown: stopping a process failed: {type(err).__name__}: {err}", file=sys.stderr)
 
     def down_sync(self) -> None:
         """The part of teardown that needs no event loop (also used on a

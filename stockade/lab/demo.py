@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import sys
 import time
@@ -187,6 +188,9 @@ class Demo:
         policies = [op for op in first if op.kind == "NetworkPolicy"]
         await self.apply(objects, f"namespaces and {sum(op.kind == 'Pod' for op in objects)} pods")
         await self.show_matrix(r, "  before (no policy):")
+        for op in policies:
+            spec = json.dumps((op.obj or {}).get("spec"), separators=(",", ":"))
+            out(f"  policy {op.namespace}/{op.name}: {spec if len(spec) <= 150 else spec[:147] + '...'}")
         names = ", ".join(f"{op.namespace}/{op.name}" for op in policies)
         await self.apply(policies, f"policies {names}: agents acknowledged")
         await self.show_matrix(r, "  after:")
