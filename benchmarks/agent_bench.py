@@ -184,6 +184,18 @@ async def bench_backend(backend: str, state: NodeState, repeat: int) -> dict[str
         c = await dp.read_counters()
         out["read_counters"] = time.perf_counter() - t0
         out["counter_rules"] = sum(len(v) for v in c["rules"]["inet"].values())
+        if backend == "python-iptables":
+            dpc = Dataplane(k, DataplaneSettings(backend=backend, state_dir=tmp, iptc_counters=True))
+            await dpc.start()
+            await dpc.apply(cur)
+            ts = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                c2 = await dpc.read_counters()
+                ts.append(time.perf_counter() - t0)
+            assert {n: len(v) for n, v in c2["rules"]["inet"].items()} == {n: len(v) for n, v in c["rules"]["inet"].items()}
+            out["read_counters_libiptc"] = statistics.median(ts)
+            dpc.close()
     await cleanup(k)
     return out
 
@@ -247,7 +259,8 @@ def report(backend: str, r: dict[str, Any], repeat: int) -> None:
     print(f"[{backend}] one member added {ms(r['member_add'])}, iptables writes {r['member_add_iptables_writes']}")
     print(f"[{backend}] one policy's rules changed {ms(r['policy_change'])}, chains written "
           f"{r['policy_change_chains_written']}")
-    print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules)", flush=True)
+    print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules, iptables-save -c + ipset)"
+          + (f"; through libiptc {ms(r['read_counters_libiptc'])}" if "read_counters_libiptc" in r else ""), flush=True)
 
 
 def main() -> int:

@@ -101,6 +101,7 @@ class DataplaneSettings:
     cut_conntrack: bool = True
     command_timeout: float = 30.0
     netns: str = ""  # python-iptables only: network namespace to write in (tests, benchmarks)
+    iptc_counters: bool = False  # python-iptables only: read counters through libiptc, not iptables-save -c
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +418,9 @@ class Dataplane:
         counters of our sets that have them (drops per pod)."""
         out: dict[str, Any] = {"rules": {}, "sets": {}}
         for fam in FAMILIES:
+            if self._iptc is not None and self.settings.iptc_counters:
+                out["rules"][fam] = await self._iptc.read_counters(fam)
+                continue
             res = await self.kernel.run(self.tools.save_argv(fam, counters=True), timeout=self.settings.command_timeout)
             if not res.ok:
                 raise ParseError(res.describe())

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from stockade.state import Family
+from stockade.state import CHAIN_PREFIX, Family
 
 from .kernel import XTABLES_LOCK, CmdResult
 from .restore_builder import FamilyWrite
@@ -157,6 +157,34 @@ class IptcWriter:
         except Exception as e:  # libiptc reports errors as IPTCError/ValueError/AttributeError
             return CmdResult(argv, 1, "", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
         return CmdResult(argv, 0, "", "", time.perf_counter() - t0)
+
+    async def read_counters(self, family: Family) -> dict[str, list[tuple[str, int, int]]]:
+        """Our chains' rule counters through libiptc: chain -> [(tag, packets, bytes)]."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read_counters, family)
+
+    def _read_counters(self, family: Family) -> dict[str, list[tuple[str, int, int]]]:
+        if self.iptc is None:
+            import iptc
+
+            self.iptc = iptc
+        iptc = self.iptc
+        table = iptc.Table(iptc.Table.FILTER) if family == "inet" else iptc.Table6(iptc.Table6.FILTER)
+        table.refresh()
+        out: dict[str, list[tuple[str, int, int]]] = {}
+        for ch in table.chains:
+            if not ch.name.startswith(CHAIN_PREFIX):
+                continue
+            rows = []
+            for r in ch.rules:
+                tag = ""
+                for m in r.matches:
+                    if m.name == "comment" and str(m.comment).startswith("stk:"):
+                        tag = str(m.comment)[4:]
+                        break
+                pk, by = r.get_counters()
+                rows.append((tag, int(pk), int(by)))
+            out[ch.name] = rows
+        return out
 
     def _lock(self) -> int:
         fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)

@@ -359,3 +359,22 @@ async def test_killed_agent_leaves_rules_and_is_adopted(bridged: Lab, tmp_path: 
     await dp.start()
     assert dp.applied_digest == digest(_lab_state(lab, {1}))
     assert (await dp.apply(_lab_state(lab, {1}))).writes == 0
+
+
+async def test_counters_through_save_and_libiptc_agree(routed: Lab, tmp_path: object) -> None:
+    lab = routed
+    lab.serve(0, "tcp", 8080)
+    k = SubprocessKernel(("ip", "netns", "exec", lab.node))
+    dp = Dataplane(k, DataplaneSettings(backend="python-iptables", state_dir=str(tmp_path), netns=lab.node,
+                                        iptc_counters=True))
+    await dp.start()
+    assert (await dp.apply(_lab_state(lab, {1}))).ok
+    assert lab.can_reach(1, 0, "tcp", 8080) and not lab.can_reach(2, 0, "tcp", 8080)
+    via_iptc = (await dp.read_counters())["rules"]["inet"]
+    dp2 = dataplane(lab, str(tmp_path), "legacy")
+    await dp2.start()
+    via_save = (await dp2.read_counters())["rules"]["inet"]
+    assert via_iptc == via_save
+    marked = via_save["STOCKADE-POL-A"][0]
+    assert marked[1] > 0  # the allowed connection's packets were counted
+    dp.close()
