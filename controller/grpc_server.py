@@ -57,11 +57,11 @@ class ExplainSource(Protocol):
     def explain(self, src: str, dst: str, port: int, protocol: str) -> Any: ...
 
 
-class _Distribution(stockade_pb2_grpc.DistributionServicer):  # type: ignore[misc]
+class _Distribution(stockade_pb2_grpc.DistributionServicer):
     def __init__(self, dist: Distributor) -> None:
         self.dist = dist
 
-    async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+    async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
         if first is grpc.aio.EOF:
             return
@@ -92,15 +92,15 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):  # type: ignore[mis
         await self.dist.run_stream(hello, context.peer(), context.write, acks())
 
 
-class _Debug(stockade_pb2_grpc.ControllerDebugServicer):  # type: ignore[misc]
+class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
     def __init__(self, dist: Distributor, explain: ExplainSource | None) -> None:
         self.dist = dist
         self.explain = explain
 
-    async def ListNodes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ListNodes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return stockade_pb2.ListNodesResponse(nodes=[codec.node_status_to_pb(d) for d in self.dist.nodes_status()])
 
-    async def GetNodeState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def GetNodeState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if not request.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node: required")
         d = self.dist.desired(request.node)
@@ -109,7 +109,7 @@ class _Debug(stockade_pb2_grpc.ControllerDebugServicer):  # type: ignore[misc]
         assert d is not None
         return codec.node_state_to_pb(*d)
 
-    async def Explain(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def Explain(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if self.explain is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller has no explain source")
         for name in ("src", "dst"):
@@ -141,8 +141,10 @@ class ControllerGrpcServer:
         self.dist = dist
         self.listen = listen
         self.server = grpcutil.new_server()
-        stockade_pb2_grpc.add_DistributionServicer_to_server(_Distribution(dist), self.server)
-        stockade_pb2_grpc.add_ControllerDebugServicer_to_server(_Debug(dist, explain), self.server)
+        stockade_pb2_grpc.add_DistributionServicer_to_server(  # type: ignore[no-untyped-call]
+            _Distribution(dist), self.server)
+        stockade_pb2_grpc.add_ControllerDebugServicer_to_server(  # type: ignore[no-untyped-call]
+            _Debug(dist, explain), self.server)
         self.health = grpcutil.Health(self.server, SERVICES)
         grpcutil.enable_reflection(self.server, SERVICES)
         self.port = 0
