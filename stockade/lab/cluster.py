@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from stockade.lab import netns, processes
 from stockade.lab.nssocket import NsSockets
-from stockade.lab.prober import Probe, Prober
+from stockade.lab.prober import DEFAULT_TIMEOUT, Probe, Prober
 from stockade.lab.processes import LabProcess
 from stockade.lab.runstate import RunState
 from stockade.lab.topology import External, LabPlan, Mode, PodWiring, check_ifnames
@@ -39,7 +39,7 @@ class Lab:
     mode: Mode = "bridged"
     externals: tuple[External, ...] = ()
     runid: str = field(default_factory=new_runid)
-    probe_timeout: float = 1.5
+    probe_timeout: float = DEFAULT_TIMEOUT
     keep_logs: bool = False  # copy process logs to /tmp/stockade-lab-logs/<runid> on teardown
 
     def __post_init__(self) -> None:

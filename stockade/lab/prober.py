@@ -26,7 +26,7 @@ from typing import Literal
 from stockade.lab.nssocket import NsSockets
 
 Observed = Literal["allow", "deny"]
-DEFAULT_TIMEOUT = 1.5
+DEFAULT_TIMEOUT = 1.0  # seconds without an answer that count as a drop
 UDP_RESEND = 0.25
 
 

@@ -37,7 +37,7 @@ from stockade import cases
 from stockade.cases import Case, CaseError, CaseResult, ObjectOp, ProbeResult, Stage
 from stockade.lab.cluster import Lab
 from stockade.lab.pipeline import Pipeline
-from stockade.lab.prober import Outcome
+from stockade.lab.prober import DEFAULT_TIMEOUT, Outcome
 from stockade.lab.topology import External, Mode
 
 # namespaces the API server does not let anyone delete (their pods and
@@ -105,7 +105,7 @@ class Session:
     """
 
     def __init__(self, group: list[tuple[Case, list[Stage]]], mode: Mode = "bridged",
-                 probe_timeout: float = 1.5) -> None:
+                 probe_timeout: float = DEFAULT_TIMEOUT) -> None:
         self.group = list(group)  # a copy: the caller pops the cases it has run
         ext: dict[str, str] = {}
         for c, _ in group:
@@ -206,7 +206,7 @@ class CaseRun(Session):
     """One case in a lab of its own; :meth:`run` returns its results."""
 
     def __init__(self, case: Case, stages: list[Stage], mode: Mode = "bridged",
-                 probe_timeout: float = 1.5) -> None:
+                 probe_timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__([(case, stages)], mode, probe_timeout)
         self.case, self.stages = case, stages
 
@@ -249,7 +249,7 @@ def result(step: str | None, probe: cases.Probe, o: Outcome) -> ProbeResult:
     return ProbeResult(step, probe, o.observed)
 
 
-async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: float = 1.5,
+async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: float = DEFAULT_TIMEOUT,
                     keep_logs: bool = False, isolate: bool = False) -> int:
     unusable = False
     planned: list[tuple[Case, list[Stage]]] = []
