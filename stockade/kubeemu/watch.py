@@ -193,6 +193,8 @@ async def serve_watch(
 def _visible(events: Iterable[Event], req: WatchRequest) -> list[tuple[str, JSON]]:
     out = []
     for event in events:
+        if event.key != req.rt.key:  # the history window holds every kind's writes
+            continue
         seen = translate(event, req)
         if seen is not None:
             out.append(seen)

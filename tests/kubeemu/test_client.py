@@ -330,3 +330,17 @@ async def test_invalid_network_policies_are_stored_as_given(emu: KubeEmulator) -
             f"{emu.url}/apis/networking.k8s.io/v1/namespaces/default/networkpolicies", json=bad) as r:
         assert r.status == 201
     assert emu.store.get("networkpolicies", "bad", "default")["spec"] == bad["spec"]
+
+
+async def test_resumed_watch_replays_only_its_own_kind(emu: KubeEmulator, api: Any) -> None:
+    """The history window holds every kind's writes; a pod watch resumed from
+    an old version must not replay namespace or policy events as pods."""
+    core = client.CoreV1Api(api)
+    rv = (await core.list_pod_for_all_namespaces()).metadata.resource_version
+    emu.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    emu.store.create("netpol", netpol("deny"), "default")
+    emu.store.create("pods", pod("after"), "default")
+    async with watch.Watch() as w:
+        events = await collect(w.stream(core.list_pod_for_all_namespaces, resource_version=rv, timeout_seconds=5), 1)
+    assert [(e["type"], e["raw_object"]["kind"], e["raw_object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "Pod", "after")]
