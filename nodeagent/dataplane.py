@@ -56,7 +56,7 @@ from . import conntrack, hostcheck, state_store
 from . import plan as planmod
 from .backend_detect import resolve
 from .kernel import CmdResult, Kernel, Tools
-from .kernel_read import BlockCache, KernelView, ParseError, parse_ipset_save, parse_iptables_save
+from .kernel_read import BlockCache, KernelView, KFamily, ParseError, parse_ipset_save, parse_iptables_save
 from .restore_builder import FamilyWrite, RenderCache, expected_view, iptables_restore_text
 from .validate import validate_incoming
 
@@ -136,11 +136,13 @@ async def read_view(kernel: Kernel, tools: Tools, timeout: float = 30.0, cache: 
         kernel.run(["ipset", "save"], timeout=timeout),
         kernel.run(tools.save_argv("inet"), timeout=timeout),
         kernel.run(tools.save_argv("inet6"), timeout=timeout))
-    for r in (ips, v4, v6):
+    for r in (ips, v4):
         if not r.ok:
             raise ParseError(f"reading the kernel failed: {r.describe()}")
+    if not v6.ok:  # a host without IPv6: nothing of ours there (a v6 write will fail and be reported)
+        log.debug("no IPv6 filter table: %s", v6.describe())
     return KernelView(parse_ipset_save(ips.stdout, cache=cache), parse_iptables_save(v4.stdout),
-                      parse_iptables_save(v6.stdout))
+                      parse_iptables_save(v6.stdout) if v6.ok else KFamily())
 
 
 class Dataplane:

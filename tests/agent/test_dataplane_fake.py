@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from nodeagent.dataplane import Dataplane, cleanup
 from nodeagent.fake_kernel import FakeKernel
+from nodeagent.kernel import CmdResult
 from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, digest
 
 from .conftest import FakeClock
@@ -430,3 +431,18 @@ def test_state_file_round_trip(tmp_path: object) -> None:
     state_store.save(str(tmp_path), st2, encoder=enc)
     loaded = state_store.load(str(tmp_path))
     assert loaded == st2 and digest(loaded) == digest(st2)
+
+
+async def test_host_without_ipv6_still_works(make_dp: MakeDp, fake: FakeKernel) -> None:
+    orig = fake.run
+
+    async def no_v6(argv: Sequence[str], stdin: str | None = None, *, timeout: float = 30.0) -> CmdResult:
+        if argv[0].startswith("ip6tables"):
+            return CmdResult(tuple(argv), 1, "", "ip6tables: Address family not supported by protocol")
+        return await orig(argv, stdin, timeout=timeout)
+
+    fake.run = no_v6  # type: ignore[method-assign]
+    dp = make_dp()
+    await dp.start()
+    assert (await dp.apply(policy_state())).ok
+    assert (await dp.reconcile()).writes == 0
