@@ -36,8 +36,8 @@ from typing import Any, Protocol
 import grpc
 
 from controller.distributor import Distributor
-from stockade.v1 import stockade_pb2, stockade_pb2_grpc
-from stockade.wire import codec, grpcutil
+from stockade.v1 import stockade_pb2_grpc
+from stockade.wire import codec, debug_codec, grpcutil
 from stockade.wire.messages import Ack, Hello, WireError
 
 log = logging.getLogger("stockade.grpc")
@@ -98,7 +98,7 @@ class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
         self.explain = explain
 
     async def ListNodes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return stockade_pb2.ListNodesResponse(nodes=[codec.node_status_to_pb(d) for d in self.dist.nodes_status()])
+        return debug_codec.list_nodes_to_pb(self.dist.nodes_status())
 
     async def GetNodeState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if not request.node:
@@ -107,7 +107,7 @@ class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
         if d is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"node {request.node!r}: no desired state")
         assert d is not None
-        return codec.node_state_to_pb(*d)
+        return debug_codec.node_state_to_pb(*d)
 
     async def Explain(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if self.explain is None:
@@ -130,7 +130,7 @@ class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e.args[0] if e.args else e))
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return codec.explain_to_pb(result)
+        return debug_codec.explain_to_pb(result)
 
 
 class ControllerGrpcServer:

@@ -37,7 +37,7 @@ from nodeagent.client import AgentClient, ClientSettings
 from stockade import __version__
 from stockade.state import NodeState, StateError
 from stockade.v1 import stockade_pb2_grpc
-from stockade.wire import codec, grpcutil
+from stockade.wire import debug_codec, grpcutil
 from stockade.wire.messages import HostCheck
 
 log = logging.getLogger("stockade.agent")
@@ -68,7 +68,7 @@ class _AgentDebug(stockade_pb2_grpc.AgentDebugServicer):
         self.svc = svc
 
     async def GetApplied(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return codec.applied_to_pb(self.svc.applied())
+        return debug_codec.applied_to_pb(self.svc.applied())
 
 
 class _Collector:
