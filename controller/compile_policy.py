@@ -149,6 +149,7 @@ def block_set(block: IPBlock) -> IPSet:
 class _Builder:
     def __init__(self, p: NetworkPolicy, settings: CompileSettings) -> None:
         self.p = p
+        self.key: str = p.key
         self.settings = settings
         self.groups: dict[str, GroupSpec] = {}
         self.dynamic: dict[str, SetDef] = {}
@@ -179,7 +180,7 @@ class _Builder:
         bit = self.settings.ingress_mark if ingress else self.settings.egress_mark
         out: list[Rule] = []
         for i, rule in enumerate(rules):
-            comment = f"{self.p.key} {direction}[{i}]"[:MAX_COMMENT]
+            comment = f"{self.key} {direction}[{i}]"[:MAX_COMMENT]
             # (peer match or None for any address, group whose pods resolve
             # named ports; "" for every pod, registered only when used)
             peers: list[tuple[SetMatch | None, str]] = []
@@ -222,11 +223,11 @@ class _Builder:
             body = self.rules(direction, rules, fam)
             if not body:
                 continue
-            cname = naming.policy_chain(direction, p.key)
+            cname = naming.policy_chain(direction, self.key)
             chains.append(Chain(cname, body))
             jumps[direction] = Rule("JUMP", target=cname,
                                     sets=(SetMatch(tset, ("src" if direction == "egress" else "dst",)),),
-                                    comment=f"{p.key} {direction}"[:MAX_COMMENT])
+                                    comment=f"{self.key} {direction}"[:MAX_COMMENT])
         names = {sm.set for c in chains for r in c.rules for sm in r.sets}
         return FamilyPolicy(tuple(chains), jumps["egress"], jumps["ingress"], tuple(sorted(names)))
 
@@ -236,7 +237,7 @@ def compile_policy(p: NetworkPolicy, settings: CompileSettings, families: tuple[
     fams = {fam: b.family(fam) for fam in families}
     names = tuple(sorted({n for fp in fams.values() for n in fp.sets}))
     jumps = any(fp.egress_jump is not None or fp.ingress_jump is not None for fp in fams.values())
-    return CompiledPolicy(p.key, b.target, p.isolates_ingress, p.isolates_egress, fams,
+    return CompiledPolicy(b.key, b.target, p.isolates_ingress, p.isolates_egress, fams,
                           b.groups, b.dynamic, b.static, names, jumps)
 
 
