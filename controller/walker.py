@@ -20,6 +20,8 @@ pod -> outside host         FORWARD on the source node
 outside host -> pod         FORWARD on the destination node
 node -> its own pod         OUTPUT on that node (Stockade hooks none: allowed)
 node -> pod on another      OUTPUT on the source node, FORWARD on the other
+pod -> itself               none: the packet never leaves the pod's own
+                            network namespace (loopback), so it passes
 ==========================  ===========================================
 
 A built-in chain runs Stockade's hooks in position order; a DROP anywhere
@@ -97,6 +99,8 @@ def walk(src_state: NodeState | None, dst_state: NodeState | None, packet: Packe
     pkt = _Pkt(packet, str(src_ip), str(dst_ip), int(src_ip), int(dst_ip), src_ip.max_prefixlen)
     same = src_state is not None and dst_state is not None and src_state.node == dst_state.node
     passes: list[tuple[NodeState, str]] = []
+    if packet.src_kind == "pod" and packet.dst_kind == "pod" and pkt.src == pkt.dst:
+        return WalkResult(True, [f"{packet.src} -> itself: stays inside the pod, no node chain runs", "allowed"])
     if src_state is not None:
         if packet.src_kind == "host":
             passes.append((src_state, "OUTPUT"))

@@ -76,6 +76,7 @@ CASES = [
     pytest.param([RANGE], "b/cli", "a/db", 53, "SCTP", False, id="sctp-not-udp"),
     pytest.param([DENY_ALL, WEB_FROM_B], "b/cli", "a/web", 80, "TCP", True, id="union-of-policies"),
     pytest.param([DENY_ALL, WEB_FROM_B], "a/web", "b/cli", 80, "TCP", False, id="ingress-rules-dont-allow-egress"),
+    pytest.param([DENY_ALL], "a/web", "a/web", 8080, "TCP", True, id="pod-to-itself-never-leaves-the-pod"),
 ]
 
 
