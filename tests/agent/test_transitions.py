@@ -88,7 +88,7 @@ async def _run(old: NodeState, new: NodeState) -> None:
         await rdp.flush_persisted()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transitions())
 def test_random_transitions_are_safe_and_path_independent(t: tuple[NodeState, NodeState]) -> None:
     asyncio.run(_run(*t))
