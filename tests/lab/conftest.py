@@ -39,3 +39,17 @@ async def lab2(request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
     finally:
         await lab.down()
         assert leftovers(lab.runid) == []
+
+
+def root_namespace_traces() -> list[str]:
+    """Lab addresses, routes or links visible in the machine's own network
+    namespace (there must be none: the lab lives in its namespaces only)."""
+    import subprocess
+
+    out = []
+    for args in (["ip", "-o", "addr"], ["ip", "-o", "route", "show", "table", "all"], ["ip", "-o", "link"]):
+        text = subprocess.run(args, capture_output=True, text=True, timeout=10).stdout
+        for line in text.splitlines():
+            if any(x in line for x in (" 198.18.", " 198.19.", "192.0.2.10", " cbr0", "@stklab")):
+                out.append(line)
+    return out

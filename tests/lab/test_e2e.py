@@ -24,7 +24,7 @@ from stockade.cases import ObjectOp
 from stockade.lab import netns
 from stockade.lab.runner import CaseRun
 
-from .conftest import leftovers
+from .conftest import leftovers, root_namespace_traces
 
 MISSING = [m for m in ("stockade.kubeemu.main", "controller.main", "nodeagent.main")
            if importlib.util.find_spec(m) is None]
@@ -130,6 +130,7 @@ async def test_controller_and_agent_restarts() -> None:
         await run.setup()
         await run.pipe.wait_converged(await run.apply(stages[0].ops))
         assert [r.observed for r in await run.probe(stages[0])] == ["allow", "deny"]
+        assert root_namespace_traces() == []  # the whole pipeline runs, nothing in the machine's namespace
 
         # controller gone: agents keep enforcing (fail-static)
         assert run.pipe.controller is not None

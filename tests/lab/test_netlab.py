@@ -19,7 +19,7 @@ from stockade.lab import netns
 from stockade.lab.cluster import Lab
 from stockade.lab.prober import Probe
 
-from .conftest import leftovers
+from .conftest import leftovers, root_namespace_traces
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
 
@@ -43,6 +43,7 @@ def iptables(lab: Lab, node: int, *args: str) -> None:
 async def test_every_path_is_allowed_without_policy(lab2: Lab) -> None:
     out = await lab2.prober.probe_all([lab2.probe_of(*p) for p in PATHS])
     assert [(o.observed, o.error) for o in out] == [("allow", "")] * len(PATHS)
+    assert root_namespace_traces() == []
 
 
 async def test_bridged_traffic_crosses_the_node_forward_chain(lab2: Lab) -> None:
