@@ -1,4 +1,4 @@
-"""Admin endpoints under ``/_emulator/``: arm faults over HTTP.
+"""Admin endpoints under ``/_emulator/``: arm faults and mint tokens over HTTP.
 
 For the lab, where the emulator runs as a process in another network
 namespace and tests cannot reach its Python API.  Every endpoint takes an
@@ -14,6 +14,10 @@ optional JSON body and answers the armed faults as JSON:
 ``POST /_emulator/faults/bad-gateway`` ``{"count": 1, "pathPrefix": ""}``: HTML 502
 ``POST /_emulator/faults/stall``       ``{"seconds": 5}``: accept, never answer
 ``POST /_emulator/faults/clear``       disarm everything
+``POST /_emulator/tokens``             mint a token: ``{"namespace", "serviceAccount",
+                                       "pod", "audiences": ["stockade"],
+                                       "ttlSeconds": 3600}`` -> ``{"token",
+                                       "expirationTimestamp"}`` (``pod`` optional)
 ====================================  =============================================
 
 Bad input is a 400 ``Status`` naming the field.  Not here: the fault logic
@@ -24,13 +28,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from stockade.kubeemu import errors
 from stockade.kubeemu.faults import Faults
-from stockade.kubeemu.server import FAULTS_KEY, STORE_KEY, respond
+from stockade.kubeemu.server import FAULTS_KEY, STORE_KEY, TOKENS_KEY, respond
 
 
 def _int(body: dict[str, Any], name: str, default: int) -> int:
@@ -91,6 +96,28 @@ async def handle_describe(request: web.Request) -> web.StreamResponse:
     return respond(request.app[FAULTS_KEY].describe())
 
 
+async def handle_token(request: web.Request) -> web.StreamResponse:
+    """Mint a token as the kubelet would project it (the lab's agents get theirs here)."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise errors.bad_request(f"invalid JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.bad_request("the body must be a JSON object")
+    namespace, sa = _str(body, "namespace") or "default", _str(body, "serviceAccount")
+    if not sa:
+        raise errors.bad_request("serviceAccount: required")
+    pod = _str(body, "pod") or None
+    audiences = body.get("audiences", ["stockade"])
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise errors.bad_request(f"audiences: must be a list of strings, got {audiences!r}")
+    token, exp = request.app[TOKENS_KEY].issue(namespace, sa, pod, audiences, _int(body, "ttlSeconds", 3600))
+    stamp = datetime.fromtimestamp(exp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return respond({"token": token, "expirationTimestamp": stamp}, 201)
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/faults", handle_describe)
     app.router.add_post("/_emulator/faults/{name}", handle_fault)
+    app.router.add_post("/_emulator/tokens", handle_token)

@@ -30,7 +30,7 @@ import hashlib
 import json
 
 from stockade.kubeemu.errors import JSON
-from stockade.kubeemu.resources import VERBS_ALL, VERBS_STATUS, Registry, ResourceType
+from stockade.kubeemu.resources import VERBS_STATUS, Registry, ResourceType
 
 SERVER_VERSION: JSON = {
     "major": "1",
@@ -59,7 +59,7 @@ def _resource_entry(rt: ResourceType) -> list[JSON]:
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": list(VERBS_ALL),
+        "verbs": list(rt.verbs),
     }
     if rt.short_names:
         entry["shortNames"] = list(rt.short_names)
@@ -130,6 +130,8 @@ def openapi_v3_document(registry: Registry, group: str, version: str) -> JSON:
     paths: JSON = {}
     prefix = "/" + _gv_path(group, version)
     for rt in registry.in_group_version(group, version):
+        if "patch" not in rt.verbs:
+            continue
         scope = "/namespaces/{namespace}" if rt.namespaced else ""
         paths[f"{prefix}{scope}/{rt.plural}/{{name}}"] = {
             "patch": {

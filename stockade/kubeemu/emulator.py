@@ -10,7 +10,8 @@ binds the site (``emu.url`` is known after it, also with ``port=0``);
 :meth:`stop` first ends every watch stream and stalled request, then cleans
 the runner up within ``shutdown_timeout`` seconds.  The server is plain
 HTTP without authentication; TLS would be an ``ssl_context`` handed to the
-site, and TokenReview one more resource type.
+site.  :meth:`issue_token` mints pod-bound ServiceAccount tokens that the
+TokenReview API (``tokens``) accepts, as the kubelet's projected tokens.
 
 Not here: request handling (``server``), command line (``main``).
 """
@@ -28,6 +29,7 @@ from aiohttp import web
 from stockade.kubeemu.faults import Faults
 from stockade.kubeemu.server import Settings, build_app
 from stockade.kubeemu.store import Store
+from stockade.kubeemu.tokens import TokenAuthority
 from stockade.kubeemu.watch import WatchHub
 
 CONTEXT = "stockade-emulator"
@@ -52,6 +54,8 @@ class KubeEmulator:
         self.faults = faults if faults is not None else Faults()
         self.settings = Settings(bookmark_interval=bookmark_interval)
         self.shutdown_timeout = shutdown_timeout
+        # Mints pod-bound ServiceAccount tokens and answers TokenReviews.
+        self.tokens = TokenAuthority(self.store)
         self._runner: web.AppRunner | None = None
         self._hub: WatchHub | None = None
 
@@ -73,7 +77,7 @@ class KubeEmulator:
         self.settings.stopping = asyncio.Event()
         self._hub = WatchHub(self.store)
         self.faults.cut_listeners.append(self._hub.cut)
-        app = build_app(self.store, self.faults, self._hub, self.settings)
+        app = build_app(self.store, self.faults, self._hub, self.settings, self.tokens)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
@@ -107,6 +111,15 @@ class KubeEmulator:
             if self._hub.cut in self.faults.cut_listeners:
                 self.faults.cut_listeners.remove(self._hub.cut)
             self._hub = None
+
+    def issue_token(self, namespace: str, service_account: str, pod: str | None = None,
+                    audiences: tuple[str, ...] | list[str] = ("stockade",), ttl: int = 3600) -> str:
+        """A ServiceAccount token bound to ``pod`` (as the kubelet projects it),
+        for ``audiences``, valid ``ttl`` seconds; TokenReview accepts it
+        until it expires or the pod (or ServiceAccount) is deleted.  The
+        ServiceAccount and pod must exist and the pod must run as it."""
+        token, _ = self.tokens.issue(namespace, service_account, pod, audiences, ttl)
+        return token
 
     async def __aenter__(self) -> KubeEmulator:
         await self.start()

@@ -30,6 +30,8 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     has_status: bool = False  # a /status subresource exists and the main resource ignores status
     categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = VERBS_ALL  # what discovery advertises (TokenReview: create only)
+    stored: bool = True  # False: a virtual resource answered by a handler, never stored (TokenReview)
 
     @property
     def api_version(self) -> str:
@@ -83,6 +85,9 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("coordination.k8s.io/v1", "leases", "Lease", True),
     _rt("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", True),
     _rt("events.k8s.io/v1", "events", "Event", True, ("ev",)),
+    # Create-only and never stored: the server answers with the review (see ``tokens``).
+    ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",),
+                 stored=False),
 )
 
 

@@ -7,6 +7,8 @@ Routes (``{gv}`` is ``api/v1`` or ``apis/<group>/<version>``):
 - ``/{gv}/namespaces/<ns>/<plural>``: the same inside a namespace.
 - ``/{gv}/[namespaces/<ns>/]<plural>/<name>[/status]``: get, replace (PUT),
   patch (merge, strategic merge, JSON patch), delete.
+- ``POST /apis/authentication.k8s.io/v1/tokenreviews``: answered by
+  ``tokens`` (a review of a token the emulator minted), never stored.
 - discovery (``/version``, ``/api``, ``/apis`` ...), ``/openapi/v3``,
   ``/healthz``, ``/livez``, ``/readyz``; admin under ``/_emulator/``.
 
@@ -36,12 +38,14 @@ from stockade.kubeemu.faults import BAD_GATEWAY_HTML, Faults
 from stockade.kubeemu.resources import ResourceType
 from stockade.kubeemu.selectors import both, parse_field_selector, parse_label_selector
 from stockade.kubeemu.store import Store, parse_rv
+from stockade.kubeemu.tokens import TokenAuthority, token_review
 from stockade.kubeemu.watch import WatchHub, WatchRequest, serve_watch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_KEY = web.AppKey("store", Store)
 FAULTS_KEY = web.AppKey("faults", Faults)
 HUB_KEY = web.AppKey("hub", WatchHub)
+TOKENS_KEY = web.AppKey("tokens", TokenAuthority)
 
 
 @dataclass
@@ -184,9 +188,28 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             raise errors.resource_not_found()
         return respond(doc)
     target = parse_target(group, version, rest)
+    rt = store.registry.lookup(group, version, target.plural)
+    if rt is not None and not rt.stored:
+        return await virtual_request(request, rt, target)
     if target.name:
         return await object_request(request, store, target)
     return await collection_request(request, store, target)
+
+
+async def virtual_request(request: web.Request, rt: ResourceType, target: Target) -> web.StreamResponse:
+    """Resources answered, never stored: ``POST .../tokenreviews`` (see ``tokens``)."""
+    if target.namespace is not None or target.name:
+        raise errors.resource_not_found()
+    if request.method != "POST":
+        raise errors.method_not_allowed(request.method)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.bad_request("the body of the request must be a JSON object")
+    if body.get("kind", rt.kind) != rt.kind:
+        raise errors.bad_request(f"expected kind {rt.kind}, got {body.get('kind')!r}")
+    spec = body.get("spec")
+    status = request.app[TOKENS_KEY].review(spec)
+    return respond(token_review(spec if isinstance(spec, dict) else {}, status), 201)
 
 
 async def collection_request(request: web.Request, store: Store, target: Target) -> web.StreamResponse:
@@ -329,7 +352,8 @@ async def handle_not_found(request: web.Request) -> web.StreamResponse:
     raise errors.resource_not_found()
 
 
-def build_app(store: Store, faults: Faults, hub: WatchHub, settings: Settings) -> web.Application:
+def build_app(store: Store, faults: Faults, hub: WatchHub, settings: Settings,
+              tokens: TokenAuthority | None = None) -> web.Application:
     from stockade.kubeemu.admin import add_admin_routes  # admin depends on this module's helpers
 
     app = web.Application(middlewares=[fault_middleware], client_max_size=16 * 1024 * 1024)
@@ -337,6 +361,7 @@ def build_app(store: Store, faults: Faults, hub: WatchHub, settings: Settings) -
     app[FAULTS_KEY] = faults
     app[HUB_KEY] = hub
     app[SETTINGS_KEY] = settings
+    app[TOKENS_KEY] = tokens if tokens is not None else TokenAuthority(store)
     app.router.add_get("/version", handle_version)
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, handle_health)
