@@ -328,6 +328,8 @@ class Distributor:
             s.wake.set()
 
     def _on_ack(self, n: _Node, s: _Session, a: Ack) -> None:
+        if n.session is not s:
+            return  # a replaced stream's late ack says nothing about the current agent
         if s.inflight is not None and a.version == s.inflight:
             s.inflight = None
         s.agent_digest = a.applied_digest
