@@ -1,0 +1,215 @@
+"""Injecting faults into a running lab, from outside its processes.
+
+The lab (``stockade.lab``) starts, stops and restarts processes politely;
+these are the impolite versions, built only on its public objects (PIDs,
+namespace names, addresses):
+
+* :func:`kill9` -- SIGKILL one lab process by PID and reap it;
+* :func:`kill_when_applying` -- watch an agent's children and SIGKILL it
+  (and optionally other processes) the moment it runs a kernel write
+  (``ipset restore`` / ``iptables-restore``): a crash in the middle of an
+  apply, not before or after it;
+* :class:`Partition` -- cut one node's network path to the control
+  namespace (API emulator and controller) with DROP rules in that node
+  namespace's ``raw`` table, both directions; the agent owns only the
+  ``filter`` table, so it neither sees nor removes them.  Pod traffic does
+  not use the control address and keeps flowing;
+* :func:`arm` -- the API emulator's fault endpoints
+  (``/_emulator/faults/...``);
+* :func:`write_retrying` -- write objects through an API that is being
+  faulted (retry 5xx, non-JSON 502s and timeouts until accepted).
+
+Everything acts inside lab namespaces only; nothing is added to the
+machine's own namespace.  It does not probe and does not judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+
+from stockade.cases import ObjectOp
+from stockade.lab.pipeline import Pipeline, PipelineError
+from stockade.lab.processes import LabProcess
+from stockade.lab.topology import CONTROL_IP
+
+WRITERS = ("restore",)  # argv words of a kernel write: ipset restore, iptables-*-restore
+
+
+async def kill9(pipe: Pipeline, lp: LabProcess) -> None:
+    """SIGKILL ``lp`` (by its PID) and reap it; the lab forgets it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(lp.pid, signal.SIGKILL)
+    await pipe.lab.stop_process(lp)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [x.decode(errors="replace") for x in f.read().split(b"\0") if x]
+    except OSError:
+        return []
+
+
+def _writing_child(pid: int) -> list[str] | None:
+    for c in _children(pid):
+        argv = _cmdline(c)
+        if any(w in a for a in argv for w in WRITERS):
+            return argv
+    return None
+
+
+def _kill_on_write(agent_pid: int, victims: list[int], timeout: float, stop: threading.Event) -> list[str] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        argv = _writing_child(agent_pid)
+        if argv is not None:
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return argv
+        time.sleep(0.0005)
+    return None
+
+
+class KillOnApply:
+    """Arm before triggering the change: a thread polls ``/proc`` for the
+    ``agent``'s kernel-write child and SIGKILLs every one of ``victims``
+    (the agent itself, the controller, or both) as soon as one exists.
+    :meth:`result` returns the write's argv that was running, or None when
+    no write started within ``timeout`` (then nothing was killed)."""
+
+    def __init__(self, agent: LabProcess, victims: Iterable[LabProcess], timeout: float = 20.0) -> None:
+        self.agent = agent
+        self.victims = list(victims)
+        self._stop = threading.Event()
+        self._fut: asyncio.Future[list[str] | None] = asyncio.get_running_loop().run_in_executor(
+            None, _kill_on_write, agent.pid, [p.pid for p in self.victims], timeout, self._stop)
+
+    async def result(self) -> list[str] | None:
+        return await self._fut
+
+    async def cancel(self) -> None:
+        self._stop.set()
+        await asyncio.gather(self._fut, return_exceptions=True)
+
+
+# ---------------------------------------------------------------- partition
+
+class Partition:
+    """DROP everything between node namespace ``netns`` and the control
+    address, in the ``raw`` table (before conntrack and before the agent's
+    ``filter`` rules).  :meth:`cut` and :meth:`restore` are idempotent; the
+    namespace's deletion removes the rules too."""
+
+    RULES = (("OUTPUT", "-d"), ("PREROUTING", "-s"))
+
+    def __init__(self, netns: str, peer: str = CONTROL_IP) -> None:
+        self.netns = netns
+        self.peer = peer
+        self.active = False
+
+    def _ipt(self, op: str, chain: str, direction: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.netns, "iptables", "-w", "5", "-t", "raw", op, chain,
+                               direction, f"{self.peer}/32", "-j", "DROP"],
+                              capture_output=True, text=True, timeout=15)
+
+    def cut(self) -> None:
+        for chain, direction in self.RULES:
+            r = self._ipt("-I", chain, direction)
+            if r.returncode != 0:
+                raise RuntimeError(f"cutting {self.netns}: {r.stderr.strip()}")
+        self.active = True
+
+    def restore(self) -> None:
+        for chain, direction in self.RULES:
+            while self._ipt("-C", chain, direction).returncode == 0:
+                r = self._ipt("-D", chain, direction)
+                if r.returncode != 0:
+                    raise RuntimeError(f"restoring {self.netns}: {r.stderr.strip()}")
+        self.active = False
+
+
+# ---------------------------------------------------------------- API emulator
+
+async def arm(pipe: Pipeline, fault: str, **body: Any) -> dict[str, Any]:
+    """POST ``/_emulator/faults/<fault>``; the armed faults afterwards."""
+    assert pipe.kube is not None
+    status, data = await pipe.kube.request("POST", f"/_emulator/faults/{fault}", body)
+    if status != 200:
+        raise PipelineError(f"arming {fault}: HTTP {status}: {data}")
+    return data
+
+
+async def armed(pipe: Pipeline) -> dict[str, Any]:
+    assert pipe.kube is not None
+    status, data = await pipe.kube.request("GET", "/_emulator/faults")
+    if status != 200:
+        raise PipelineError(f"faults: HTTP {status}")
+    return data
+
+
+async def write_retrying(pipe: Pipeline, ops: list[ObjectOp], concurrency: int = 8,
+                         deadline: float = 60.0) -> tuple[dict[str, int], int]:
+    """Write ``ops`` (each object's ops in order, objects concurrently)
+    through an API that may answer 5xx, HTML 502, or stall; every op is
+    retried until accepted.  Returns (highest resourceVersion per kind,
+    retries needed)."""
+    assert pipe.kube is not None
+    kube = pipe.kube
+    by_obj: dict[tuple[str, str, str], list[ObjectOp]] = {}
+    for op in ops:
+        by_obj.setdefault((op.kind, op.namespace, op.name), []).append(op)
+    seen: dict[str, int] = {}
+    retries = 0
+    sem = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+
+    async def one(op: ObjectOp) -> None:
+        nonlocal retries
+        while True:
+            try:
+                rv = await kube.apply(op)
+                if rv is not None:
+                    seen[op.kind] = max(seen.get(op.kind, 0), rv)
+                return
+            except (PipelineError, aiohttp.ClientError, TimeoutError) as e:
+                if isinstance(e, PipelineError) and "HTTP 4" in str(e) and "HTTP 429" not in str(e):
+                    raise  # our own mistake, not a fault
+                retries += 1
+                if loop.time() > end:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def chain(seq: list[ObjectOp]) -> None:
+        for op in seq:
+            async with sem:
+                await one(op)
+
+    await asyncio.gather(*(chain(seq) for seq in by_obj.values()))
+    return seen, retries

@@ -1,0 +1,82 @@
+"""``kill -9`` in the middle of an apply, with real packets throughout.
+
+A big change (a policy of ``BIG`` ipBlocks selecting x/web on node-0) is
+written; the moment node-0's agent runs a kernel write (``ipset restore`` /
+``iptables-restore``) the victims get SIGKILL: the agent, the controller
+(while the agent is syncing), or both.  While they are down another change
+is written.  Then the dead processes are started again and the test
+asserts, with a prober running on the forbidden and allowed pairs the whole
+time:
+
+* no forbidden connection got through at any moment (also not from the
+  half-written kernel state the dead agent left);
+* while dead, the node keeps enforcing (forbidden pairs probed then too);
+* after restart every node converges to exactly the desired state
+  (controller, agent and kernel agree on the digest) and real probes
+  match it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import ALLOWED, FORBIDDEN, FaultLab, big_policy, delete, put
+from .inject import KillOnApply
+from .report import report
+from .verify import exact
+from .watch import watching
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(150)]
+
+BIG = 3000
+
+
+def merged(*seen: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in seen:
+        for k, v in s.items():
+            out[k] = max(out.get(k, 0), v)
+    return out
+
+
+@pytest.mark.parametrize("victims", ["agent", "controller", "both"])
+async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str) -> None:
+    fl, pipe, lab = faultlab, faultlab.pipe, faultlab.run.lab
+    assert pipe.controller is not None
+    agent = pipe.agents[0]
+    chosen = {"agent": [agent], "controller": [pipe.controller], "both": [agent, pipe.controller]}[victims]
+    async with watching(lab, FORBIDDEN, ALLOWED) as w:
+        killer = KillOnApply(agent, chosen)
+        try:
+            seen = await pipe.write([put(big_policy("big", BIG))])
+            writing = await killer.result()
+        finally:
+            await killer.cancel()
+        assert writing is not None, "node-0's agent never started a kernel write"
+        t_kill = time.monotonic()
+        for lp in chosen:
+            await lab.stop_process(lp)  # reap (already dead)
+            assert lp.proc.returncode == -9, f"{lp.name} ended with {lp.proc.returncode}, not by SIGKILL"
+        # dead: the kernel keeps enforcing what it had (probed now, and by the watch)
+        assert await fl.observe_all(FORBIDDEN) == ["deny"] * len(FORBIDDEN)
+        # a change while dead: the big policy replaced by another big one
+        seen = merged(seen, await pipe.write([delete("big"), put(big_policy("big2", BIG, salt=50_000))]))
+        t_restart = time.monotonic()
+        if agent in chosen:  # first: the lab's liveness check looks at every agent
+            await pipe.start_agent(0)
+        if pipe.controller in chosen:
+            await pipe.start_controller()
+        await pipe.wait_converged(seen, timeout=60)
+        t_conv = time.monotonic()
+        digests = await exact(pipe)
+        final = await fl.observe_all(FORBIDDEN + ALLOWED)
+    assert w.forbidden_allowed == 0, w.failures()
+    assert final == ["deny"] * len(FORBIDDEN) + ["allow"] * len(ALLOWED), final
+    st = await pipe.status()
+    assert {p["key"] for p in st["policies"]} == {"x/web", "x/vault", "x/big2"}
+    report(f"sigkill-{victims}", killed_during=" ".join(writing[:2]), blocks=BIG,
+           dead_seconds=round(t_restart - t_kill, 2), converge_seconds=round(t_conv - t_restart, 2),
+           forbidden_probes=w.forbidden_tries, forbidden_allowed=w.forbidden_allowed,
+           allowed_dropped=w.allowed_denied, probe_errors=w.errors, digests={k: v[:12] for k, v in digests.items()})
