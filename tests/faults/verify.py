@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from nodeagent import state_store
@@ -111,3 +112,29 @@ def rss_kib(pid: int) -> int:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def wait_status(pipe: Pipeline, why_not: Callable[[dict[str, Any]], str], timeout: float = 30.0) -> dict[str, Any]:
+    """Poll ``/api/v1/status`` until ``why_not(status)`` is "" (the status);
+    raises TimeoutError with the last reason."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    why = "no status yet"
+    while loop.time() < deadline:
+        try:
+            st = await pipe.status()
+        except (OSError, TimeoutError, ValueError) as e:
+            why = f"status: {e}"
+        else:
+            why = why_not(st)
+            if not why:
+                return st
+        await asyncio.sleep(0.05)
+    raise TimeoutError(why)
+
+
+def node_row(st: dict[str, Any], node: str) -> dict[str, Any]:
+    for n in st.get("nodes", []):
+        if n.get("node") == node:
+            return dict(n)
+    return {}
