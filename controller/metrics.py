@@ -66,3 +66,25 @@ READY = Gauge("stockade_controller_ready", "1 once every kind has been listed an
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The Prometheus text exposition of ``registry`` and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+# The agent channel (controller.agent_auth).
+AGENT_AUTH_REJECTED = Counter(
+    "stockade_agent_auth_rejected_total",
+    "Clients of the gRPC port turned away, by reason (no_token, unauthenticated, wrong_node, ...) and RPC kind "
+    "(stream, debug).",
+    ["reason", "rpc"],
+)
+AGENT_AUTH_ACCEPTED = Counter(
+    "stockade_agent_auth_accepted_total",
+    "Clients of the gRPC port admitted after the token and node check, by RPC kind (stream, debug).",
+    ["rpc"],
+)
+TOKEN_REVIEWS = Counter(
+    "stockade_token_reviews_total",
+    "TokenReviews sent to the API server (cache misses), by result (authenticated, rejected, error).",
+    ["result"],
+)
+TOKEN_REVIEW_CACHE_HITS = Counter(
+    "stockade_token_review_cache_hits_total",
+    "Agent identities answered from the short-lived cache instead of the API server.",
+)

@@ -17,6 +17,7 @@ import argparse
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Literal
 
 GRPC_PORT = 7700
 DEFAULT_READ_TIMEOUT = 90.0
@@ -81,6 +82,47 @@ class ShutdownSettings:
     grpc_grace: float = 3.0  # agents' streams get this long before cancellation
 
 
+TlsMode = Literal["self-signed", "files", "insecure"]
+AuthMode = Literal["none", "tokenreview"]
+DebugAccess = Literal["agent", "open", "off"]
+SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_NAMESPACE = "stockade-system"
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """The agent channel (gRPC 7700): TLS and who may use it (docs/install-aks.md, "Channel security")."""
+
+    # self-signed: the controller makes a CA (shared by replicas through the
+    # Secret stockade-ca), publishes it in the ConfigMap stockade-ca and signs
+    # its own serving certificate at every start (controller.serving_tls).
+    # files: certificate, key and CA bundle from files (cert-manager style).
+    # insecure: plaintext, for tests and debugging only (logged as a warning).
+    tls_mode: TlsMode = "self-signed"
+    tls_cert_file: str = ""  # PEM chain, leaf first (files mode)
+    tls_key_file: str = ""
+    tls_ca_file: str = ""  # the bundle agents verify with (checked against the certificate at start)
+    # Extra subjectAltNames of the self-signed serving certificate, DNS names
+    # or IPs (the lab reaches the controller at 198.19.0.250); the Service's
+    # names are always in it.
+    tls_extra_names: tuple[str, ...] = ()
+    # Where the CA Secret/ConfigMap live, and the namespace agents must run in.
+    namespace: str = DEFAULT_NAMESPACE
+    # tokenreview: agents must prove their node with their projected
+    # ServiceAccount token (controller.agent_auth); none: anyone may claim
+    # any node (as before; the default only with --insecure-grpc).
+    auth: AuthMode = "tokenreview"
+    agent_service_account: str = "stockade-agent"
+    audience: str = "stockade"
+    # Debugging RPCs (ListNodes, GetNodeState, Explain): agent = a valid agent
+    # token, GetNodeState of the caller's node only; open = anyone; off = no one.
+    debug_rpcs: DebugAccess = "agent"
+    # Proven tokens are trusted this long without asking the API server again
+    # (also how long a deleted agent pod's token keeps working), at most this many.
+    review_cache_seconds: float = 10.0
+    review_cache_size: int = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``stockade controller`` needs."""
@@ -95,6 +137,7 @@ class Settings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 def parse_hostport(flag: str, text: str) -> tuple[str, int]:
@@ -125,7 +168,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--watch-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
                    help="drop a watch stream silent for this long (default %(default)s)")
+    sec = p.add_argument_group("channel security (gRPC 7700; see docs/install-aks.md, Channel security)")
+    sec.add_argument("--tls-mode", choices=["self-signed", "files", "insecure"], default=None,
+                     help="self-signed (default): own CA in Secret/ConfigMap stockade-ca; files: --tls-*-file "
+                          "(implied by them); insecure: plaintext (same as --insecure-grpc)")
+    sec.add_argument("--insecure-grpc", action="store_true",
+                     help="plaintext gRPC, no agent authentication by default: tests and debugging only")
+    sec.add_argument("--tls-cert-file", metavar="PATH", default="", help="serving certificate chain, PEM (files mode)")
+    sec.add_argument("--tls-key-file", metavar="PATH", default="", help="its private key, PEM (files mode)")
+    sec.add_argument("--tls-ca-file", metavar="PATH", default="",
+                     help="the CA bundle the agents trust, PEM (files mode; checked against the certificate)")
+    sec.add_argument("--tls-san", metavar="NAME_OR_IP", action="append", default=[],
+                     help="extra DNS name or IP of the self-signed serving certificate; repeatable")
+    sec.add_argument("--namespace", metavar="NS", default=None,
+                     help="namespace of the CA objects and of the agents (default: this pod's namespace from "
+                          f"{SERVICE_ACCOUNT_NAMESPACE_FILE}, else {DEFAULT_NAMESPACE})")
+    sec.add_argument("--auth", choices=["none", "tokenreview"], default=None,
+                     help="agent authentication: tokenreview (default with TLS) or none (default with "
+                          "--insecure-grpc)")
+    sec.add_argument("--agent-service-account", metavar="NAME", default="stockade-agent",
+                     help="the agents' ServiceAccount (default %(default)s)")
+    sec.add_argument("--debug-rpcs", choices=["agent", "open", "off"], default=None,
+                     help="ListNodes/GetNodeState/Explain: agent = valid agent token, own node only (default with "
+                          "--auth tokenreview); open = anyone (default with --auth none); off")
     return p
+
+
+def _read_namespace(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            ns = f.read().strip()
+    except OSError:
+        return None
+    return ns or None
+
+
+def parse_security(ns: argparse.Namespace, namespace_file: str = SERVICE_ACCOUNT_NAMESPACE_FILE) -> SecuritySettings:
+    """The channel-security flags -> SecuritySettings (SettingsError names the flag)."""
+    files = {"--tls-cert-file": ns.tls_cert_file, "--tls-key-file": ns.tls_key_file,
+             "--tls-ca-file": ns.tls_ca_file}
+    mode: TlsMode
+    if ns.insecure_grpc:
+        if ns.tls_mode not in (None, "insecure"):
+            raise SettingsError(f"--insecure-grpc: contradicts --tls-mode {ns.tls_mode}")
+        mode = "insecure"
+    elif ns.tls_mode is not None:
+        mode = ns.tls_mode
+    else:
+        mode = "files" if any(files.values()) else "self-signed"
+    if mode == "files":
+        for flag, path in files.items():
+            if not path:
+                raise SettingsError(f"{flag}: required with --tls-mode files")
+            if not os.path.isfile(path):
+                raise SettingsError(f"{flag}: no such file {path!r}")
+    elif any(files.values()):
+        flag = next(f for f, v in files.items() if v)
+        raise SettingsError(f"{flag}: only used with --tls-mode files (the mode is {mode})")
+    if ns.tls_san and mode != "self-signed":
+        raise SettingsError(f"--tls-san: only used with --tls-mode self-signed (the mode is {mode})")
+    try:
+        from controller.certs import CertError, split_names
+
+        split_names(ns.tls_san)
+    except CertError as e:
+        raise SettingsError(f"--tls-san: {e}") from None
+    namespace = ns.namespace if ns.namespace is not None else (_read_namespace(namespace_file) or DEFAULT_NAMESPACE)
+    if not namespace.strip():
+        raise SettingsError("--namespace: must not be empty")
+    auth: AuthMode = ns.auth if ns.auth is not None else ("none" if mode == "insecure" else "tokenreview")
+    debug: DebugAccess = ns.debug_rpcs if ns.debug_rpcs is not None else ("agent" if auth == "tokenreview" else "open")
+    if debug == "agent" and auth == "none":
+        raise SettingsError("--debug-rpcs agent: needs --auth tokenreview")
+    if not ns.agent_service_account.strip():
+        raise SettingsError("--agent-service-account: must not be empty")
+    return SecuritySettings(tls_mode=mode, tls_cert_file=ns.tls_cert_file, tls_key_file=ns.tls_key_file,
+                            tls_ca_file=ns.tls_ca_file, tls_extra_names=tuple(ns.tls_san), namespace=namespace,
+                            auth=auth, agent_service_account=ns.agent_service_account, debug_rpcs=debug)
 
 
 def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
@@ -147,5 +266,5 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Settin
     return Settings(
         kubeconfig=ns.kubeconfig, grpc_host=grpc_host, grpc_port=grpc_port,
         http_host=http_host, http_port=http_port, replica_id=replica, log_level=ns.log_level,
-        watch=WatchSettings(read_timeout=ns.watch_read_timeout),
+        watch=WatchSettings(read_timeout=ns.watch_read_timeout), security=parse_security(ns),
     )
