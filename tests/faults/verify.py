@@ -30,8 +30,8 @@ from nodeagent.kernel import SubprocessKernel, Tools
 from nodeagent.plan import make_plan
 from stockade.lab.nssocket import http_get
 from stockade.lab.pipeline import Pipeline
-from stockade.lab.processes import AGENT_HTTP
-from stockade.lab.topology import node_ip, node_name
+from stockade.lab.processes import AGENT_HTTP, CONTROLLER_HTTP
+from stockade.lab.topology import CONTROL_IP, node_ip, node_name
 from stockade.state import digest
 
 
@@ -138,3 +138,24 @@ def node_row(st: dict[str, Any], node: str) -> dict[str, Any]:
         if n.get("node") == node:
             return dict(n)
     return {}
+
+
+async def explain(pipe: Pipeline, src: str, dst: str, port: int = 80) -> str:
+    """The controller's spec-level oracle (``/api/v1/explain``) on its
+    current model: "allow" or "deny"."""
+    code, body = await http_get(pipe.lab.socks, pipe.lab.plan.control_ns, CONTROL_IP, CONTROLLER_HTTP,
+                                f"/api/v1/explain?from={src}&to={dst}&port={port}&protocol=TCP")
+    if code != 200:
+        raise NotExact(f"explain {src} -> {dst}: HTTP {code}: {body[:200]!r}")
+    return str(json.loads(body)["verdict"])
+
+
+async def packets_match_oracle(pipe: Pipeline, pods: list[str], port: int = 80) -> tuple[int, list[str]]:
+    """Probe every ordered pair of ``pods`` with real packets and compare
+    with the oracle: (pairs checked, mismatches)."""
+    pairs = [(s, d) for s in pods for d in pods if s != d]
+    verdicts = [await explain(pipe, s, d, port) for s, d in pairs]
+    outs = await pipe.lab.prober.probe_all([pipe.lab.probe_of(s, d, port, "TCP") for s, d in pairs])
+    bad = [f"{s} -> {d}: oracle {v}, packets {o.observed or o.error}"
+           for (s, d), v, o in zip(pairs, verdicts, outs, strict=True) if o.observed != v]
+    return len(pairs), bad
