@@ -178,8 +178,10 @@ def _show(v: Any, quote: bool = True) -> str:
 
 def _key(k: Any) -> str:
     """A map key inside a field path (``metadata.labels[KEY]``), cut like :func:`_show`."""
-    if isinstance(k, str) and len(k) <= MAX_ECHO:
+    if isinstance(k, str) and 0 < len(k) <= MAX_ECHO:
         return k
+    if k == "":
+        return '""'  # an empty key still makes a visible path (``"": unknown field``)
     return _show(k, quote=False)
 
 
