@@ -91,7 +91,7 @@ def fuzz(target: Target, budget: float, base_seed: int, batch: int) -> Outcome:
             target.run(example)
 
         try:
-            with with_reporter(lines.append):
+            with with_reporter(lambda text: lines.append(str(text))):  # noqa: B023  used at once
                 run()
         except Exception as e:  # every failure is a finding to record, then go on
             for leaf in _leaves(e):

@@ -23,6 +23,7 @@ import pytest
 from stockade.state import digest
 from stockade.v1 import stockade_pb2 as pb
 from stockade.wire import codec
+from stockade.wire.messages import Hello
 from tests.fuzz.wire_gen import good_state
 from tests.wire.helpers import RecordingApplier, agent, until
 
@@ -51,15 +52,16 @@ class _RawController:
     async def stream(self, requests: AsyncIterator[pb.AgentMessage], context: Any) -> AsyncIterator[bytes]:
         self.connections += 1
         hello = codec.decode_agent_message(await requests.__anext__())
+        assert isinstance(hello, Hello)
         state = good_state()
         if self.connections == 1:
-            for m in codec.encode_snapshot(state, 1, digest(state)):
-                yield m.SerializeToString()
+            for cm in codec.encode_snapshot(state, 1, digest(state)):
+                yield cm.SerializeToString()
             self.acks.append(codec.decode_agent_message(await requests.__anext__()))
             for b in self.garbage:
                 yield b
         else:
-            assert hello.applied_digest == digest(state)  # type: ignore[union-attr]
+            assert hello.applied_digest == digest(state)
             yield codec.encode_in_sync(hello.node, 1, digest(state)).SerializeToString()
             self.acks.append(codec.decode_agent_message(await requests.__anext__()))
         async for m in requests:

@@ -113,7 +113,7 @@ def _slots(msgs: list[pb.ControllerMessage]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"set": [], "rule": [], "chain": [], "hook": [], "members": [], "part": [],
                                  "final": [msgs[-1]]}
     for m in msgs[:-1]:
-        part = m.snapshot_part if m.WhichOneof("kind") == "snapshot_part" else m.delta_part
+        part: Any = m.snapshot_part if m.WhichOneof("kind") == "snapshot_part" else m.delta_part
         out["part"].append(part)
         sets = part.sets if m.WhichOneof("kind") == "snapshot_part" else part.sets_upserted
         chains = part.chains if m.WhichOneof("kind") == "snapshot_part" else part.chains_upserted
