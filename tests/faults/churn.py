@@ -18,7 +18,7 @@ from typing import Any
 
 from stockade.cases import ObjectOp
 
-from .conftest import FaultLab, policy
+from .faultlab import FaultLab, policy
 
 TIERS = [f"t{k}" for k in range(6)]
 POLICIES = 25

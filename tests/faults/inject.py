@@ -42,8 +42,6 @@ from stockade.lab.pipeline import Pipeline, PipelineError
 from stockade.lab.processes import LabProcess
 from stockade.lab.topology import CONTROL_IP
 
-WRITERS = ("restore",)  # argv words of a kernel write: ipset restore, iptables-*-restore
-
 
 async def kill9(pipe: Pipeline, lp: LabProcess) -> None:
     """SIGKILL ``lp`` (by its PID) and reap it; the lab forgets it."""
@@ -75,18 +73,21 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _writing_child(pid: int) -> list[str] | None:
+def _writing_child(pid: int, tool: str) -> list[str] | None:
+    """The argv of a child of ``pid`` that writes the kernel (an ``ipset
+    restore`` or ``iptables-*-restore``) with ``tool`` in its program name."""
     for c in _children(pid):
         argv = _cmdline(c)
-        if any(w in a for a in argv for w in WRITERS):
+        if argv and tool in os.path.basename(argv[0]) and any("restore" in a for a in argv):
             return argv
     return None
 
 
-def _kill_on_write(agent_pid: int, victims: list[int], timeout: float, stop: threading.Event) -> list[str] | None:
+def _kill_on_write(agent_pid: int, tool: str, victims: list[int], timeout: float,
+                   stop: threading.Event) -> list[str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
-        argv = _writing_child(agent_pid)
+        argv = _writing_child(agent_pid, tool)
         if argv is not None:
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError):
@@ -98,17 +99,19 @@ def _kill_on_write(agent_pid: int, victims: list[int], timeout: float, stop: thr
 
 class KillOnApply:
     """Arm before triggering the change: a thread polls ``/proc`` for the
-    ``agent``'s kernel-write child and SIGKILLs every one of ``victims``
+    ``agent``'s kernel-write child (``tool``: "ipset" or "iptables") and
+    SIGKILLs every one of ``victims``
     (the agent itself, the controller, or both) as soon as one exists.
     :meth:`result` returns the write's argv that was running, or None when
     no write started within ``timeout`` (then nothing was killed)."""
 
-    def __init__(self, agent: LabProcess, victims: Iterable[LabProcess], timeout: float = 20.0) -> None:
+    def __init__(self, agent: LabProcess, victims: Iterable[LabProcess], tool: str = "ipset",
+                 timeout: float = 20.0) -> None:
         self.agent = agent
         self.victims = list(victims)
         self._stop = threading.Event()
         self._fut: asyncio.Future[list[str] | None] = asyncio.get_running_loop().run_in_executor(
-            None, _kill_on_write, agent.pid, [p.pid for p in self.victims], timeout, self._stop)
+            None, _kill_on_write, agent.pid, tool, [p.pid for p in self.victims], timeout, self._stop)
 
     async def result(self) -> list[str] | None:
         return await self._fut

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from .churn import changes
-from .conftest import ALLOWED, FORBIDDEN, FaultLab
+from .faultlab import ALLOWED, FORBIDDEN, FaultLab
 from .inject import arm, armed, write_retrying
 from .report import report
 from .verify import desired_digests, exact, packets_match_oracle

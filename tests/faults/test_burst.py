@@ -24,7 +24,7 @@ import time
 import pytest
 
 from .churn import changes
-from .conftest import ALLOWED, FORBIDDEN, FaultLab
+from .faultlab import ALLOWED, FORBIDDEN, FaultLab
 from .inject import write_retrying
 from .report import report
 from .verify import desired_digests, exact, packets_match_oracle, rss_kib

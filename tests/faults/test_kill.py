@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from .conftest import ALLOWED, FORBIDDEN, FaultLab, big_policy, delete, put
+from .faultlab import ALLOWED, FORBIDDEN, FaultLab, big_policy, delete, put
 from .inject import KillOnApply
 from .report import report
 from .verify import exact
@@ -41,24 +41,30 @@ def merged(*seen: dict[str, int]) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("victims", ["agent", "controller", "both"])
-async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str) -> None:
+@pytest.mark.parametrize(("victims", "during"), [
+    pytest.param("agent", "ipset", id="agent-during-ipset-restore"),
+    pytest.param("agent", "iptables", id="agent-during-iptables-restore"),
+    pytest.param("controller", "ipset", id="controller-while-agent-applies"),
+    pytest.param("both", "ipset", id="agent-and-controller"),
+])
+async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str, during: str) -> None:
     fl, pipe, lab = faultlab, faultlab.pipe, faultlab.run.lab
     assert pipe.controller is not None
     agent = pipe.agents[0]
     chosen = {"agent": [agent], "controller": [pipe.controller], "both": [agent, pipe.controller]}[victims]
     async with watching(lab, FORBIDDEN, ALLOWED) as w:
-        killer = KillOnApply(agent, chosen)
+        killer = KillOnApply(agent, chosen, during)
         try:
             seen = await pipe.write([put(big_policy("big", BIG))])
             writing = await killer.result()
         finally:
             await killer.cancel()
-        assert writing is not None, "node-0's agent never started a kernel write"
+        assert writing is not None, f"node-0's agent never ran {during} restore"
         t_kill = time.monotonic()
         for lp in chosen:
             await lab.stop_process(lp)  # reap (already dead)
-            assert lp.proc.returncode == -9, f"{lp.name} ended with {lp.proc.returncode}, not by SIGKILL"
+            assert lp.proc.returncode == -9, (f"{lp.name} ended with {lp.proc.returncode}, not by SIGKILL:\n"
+                                              f"{lp.log_tail(8)}")
         # dead: the kernel keeps enforcing what it had (probed now, and by the watch)
         assert await fl.observe_all(FORBIDDEN) == ["deny"] * len(FORBIDDEN)
         # a change while dead: the big policy replaced by another big one
@@ -76,7 +82,9 @@ async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: st
     assert final == ["deny"] * len(FORBIDDEN) + ["allow"] * len(ALLOWED), final
     st = await pipe.status()
     assert {p["key"] for p in st["policies"]} == {"x/web", "x/vault", "x/big2"}
+    started = [ln for ln in pipe.agents[0].log_tail(40).splitlines() if "dataplane started" in ln]
     report(f"sigkill-{victims}", killed_during=" ".join(writing[:2]), blocks=BIG,
+           restarted_agent=started[-1].split("; ", 1)[-1] if started and agent in chosen else "",
            dead_seconds=round(t_restart - t_kill, 2), converge_seconds=round(t_conv - t_restart, 2),
            forbidden_probes=w.forbidden_tries, forbidden_allowed=w.forbidden_allowed,
            allowed_dropped=w.allowed_denied, probe_errors=w.errors, digests={k: v[:12] for k, v in digests.items()})

@@ -25,7 +25,7 @@ import pytest
 
 from stockade.lab.topology import node_name
 
-from .conftest import FORBIDDEN, FaultLab, big_policy, policy, put
+from .faultlab import FORBIDDEN, FaultLab, big_policy, policy, put
 from .inject import Partition
 from .report import report
 from .verify import agent_digest, exact, kernel_matches, node_row, wait_status
