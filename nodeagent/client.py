@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from nodeagent.channel_auth import ChannelSecurity
 from stockade.state import NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
@@ -86,6 +87,8 @@ class ClientSettings:
     jitter: float = 0.5
     connect_timeout: float = 5.0
     stable_after: float = 10.0
+    # TLS and token (nodeagent.channel_auth.ChannelSecurity); None: plaintext, no token.
+    security: ChannelSecurity | None = None
 
 
 async def resolve(addresses: Sequence[str]) -> list[str]:
@@ -220,10 +223,14 @@ class AgentClient:
     async def _session(self, target: str) -> bool:
         """One stream to ``target``; True when at least one update arrived."""
         delivered = False
-        async with grpc.aio.insecure_channel(target, options=grpcutil.CLIENT_OPTIONS) as channel:
+        sec = self.settings.security
+        channel = (sec.open(target, grpcutil.CLIENT_OPTIONS) if sec is not None
+                   else grpc.aio.insecure_channel(target, options=grpcutil.CLIENT_OPTIONS))
+        async with channel:
             await asyncio.wait_for(channel.channel_ready(), self.settings.connect_timeout)
             stub = stockade_pb2_grpc.DistributionStub(channel)  # type: ignore[no-untyped-call]
-            call = stub.Stream()
+            # the token is re-read at every connect: the kubelet rotates it
+            call = stub.Stream(metadata=sec.metadata() if sec is not None else None)
             self._call = call
             hello = Hello(self.settings.node, self.settings.agent_version,
                           self.digest if self.state is not None else "", tuple(self.host_checks()))
