@@ -15,9 +15,15 @@ Services:
   ``NOT_SERVING`` when shutting down.
 * server reflection, so ``grpcurl -plaintext HOST:7700 list`` works.
 
+With ``credentials`` (``grpc.ssl_server_credentials``) the port serves TLS;
+with a ``guard`` (``controller.agent_auth.GrpcGuard``) every stream is
+admitted for the node its hello names and every debugging RPC is checked
+(health and reflection stay open).
+
 Usage by the controller runtime::
 
-    server = ControllerGrpcServer(dist, explain=oracle, listen="0.0.0.0:7700")
+    server = ControllerGrpcServer(dist, explain=oracle, listen="0.0.0.0:7700",
+                                  credentials=creds, guard=guard)
     port = await server.start()
     ...
     await server.stop(grace=5)
@@ -45,6 +51,15 @@ log = logging.getLogger("stockade.grpc")
 SERVICES = ("stockade.v1.Distribution", "stockade.v1.ControllerDebug")
 
 
+class Guard(Protocol):
+    """Who may call (``controller.agent_auth.GrpcGuard``).  Both methods abort
+    the call (``context.abort``) when the caller is refused."""
+
+    async def admit_stream(self, context: Any, node: str) -> Any: ...
+
+    async def admit_debug(self, context: Any, node: str | None = None) -> Any: ...
+
+
 class ExplainSource(Protocol):
     """What ``Explain`` needs from the controller runtime.
 
@@ -58,8 +73,9 @@ class ExplainSource(Protocol):
 
 
 class _Distribution(stockade_pb2_grpc.DistributionServicer):
-    def __init__(self, dist: Distributor) -> None:
+    def __init__(self, dist: Distributor, guard: Guard | None) -> None:
         self.dist = dist
+        self.guard = guard
 
     async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
@@ -73,6 +89,8 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "first message must be a hello with a node name")
         assert isinstance(hello, Hello)
+        if self.guard is not None:
+            await self.guard.admit_stream(context, hello.node)
 
         async def acks() -> AsyncIterator[Ack]:
             while True:
@@ -93,16 +111,21 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):
 
 
 class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
-    def __init__(self, dist: Distributor, explain: ExplainSource | None) -> None:
+    def __init__(self, dist: Distributor, explain: ExplainSource | None, guard: Guard | None) -> None:
         self.dist = dist
         self.explain = explain
+        self.guard = guard
 
     async def ListNodes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if self.guard is not None:
+            await self.guard.admit_debug(context)
         return debug_codec.list_nodes_to_pb(self.dist.nodes_status())
 
     async def GetNodeState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if not request.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node: required")
+        if self.guard is not None:
+            await self.guard.admit_debug(context, request.node)
         d = self.dist.desired(request.node)
         if d is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"node {request.node!r}: no desired state")
@@ -110,6 +133,8 @@ class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
         return debug_codec.node_state_to_pb(*d)
 
     async def Explain(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if self.guard is not None:
+            await self.guard.admit_debug(context)
         if self.explain is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller has no explain source")
         for name in ("src", "dst"):
@@ -137,14 +162,16 @@ class ControllerGrpcServer:
     """The controller's gRPC server; see the module docstring."""
 
     def __init__(self, dist: Distributor, explain: ExplainSource | None = None,
-                 listen: str = "0.0.0.0:7700") -> None:
+                 listen: str = "0.0.0.0:7700", credentials: grpc.ServerCredentials | None = None,
+                 guard: Guard | None = None) -> None:
         self.dist = dist
         self.listen = listen
+        self.credentials = credentials
         self.server = grpcutil.new_server()
         stockade_pb2_grpc.add_DistributionServicer_to_server(  # type: ignore[no-untyped-call]
-            _Distribution(dist), self.server)
+            _Distribution(dist, guard), self.server)
         stockade_pb2_grpc.add_ControllerDebugServicer_to_server(  # type: ignore[no-untyped-call]
-            _Debug(dist, explain), self.server)
+            _Debug(dist, explain, guard), self.server)
         self.health = grpcutil.Health(self.server, SERVICES)
         grpcutil.enable_reflection(self.server, SERVICES)
         self.port = 0
@@ -152,7 +179,11 @@ class ControllerGrpcServer:
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
-        self.port = self.server.add_insecure_port(grpcutil.bind_address(self.listen))
+        addr = grpcutil.bind_address(self.listen)
+        if self.credentials is not None:
+            self.port = self.server.add_secure_port(addr, self.credentials)
+        else:
+            self.port = self.server.add_insecure_port(addr)
         if self.port == 0:
             raise OSError(f"gRPC: cannot listen on {self.listen}")
         await self.health.set_serving(False)

@@ -4,6 +4,7 @@
                    [--grpc-listen 0.0.0.0:7702] [--http-listen 0.0.0.0:7703]
                    [--iptables-backend auto|nft|legacy|python-iptables]
                    [--reconcile-period SECONDS] [--state-dir /var/lib/stockade] [--bridged]
+                   [--ca-file PATH [--server-name NAME]] [--token-file PATH] [--insecure-grpc]
     stockade agent cleanup [--iptables-backend ...] [--state-dir DIR]
 
 ``--node-name`` defaults to ``$NODE_NAME`` (the DaemonSet sets it from the
@@ -11,7 +12,10 @@ downward API).  ``--controller`` is repeatable; a DNS name with several
 addresses (a headless Service) counts as several controllers.  SIGTERM or
 SIGINT stops the agent gracefully within a bounded time and leaves the
 kernel exactly as it is (fail-static); only ``cleanup`` removes rules.
-``--kernel fake`` runs against an in-memory kernel (tests, benchmarks,
+With ``--ca-file`` the controller channel is TLS, verified against that
+bundle; the token in ``--token-file`` (re-read at every connect) proves
+the node to a controller running ``--auth tokenreview``
+(``nodeagent.channel_auth``).  ``--kernel fake`` runs against an in-memory kernel (tests, benchmarks,
 demos without root).
 
 This module parses flags, sets up logging and signals, and hands over to
@@ -31,6 +35,7 @@ import sys
 from typing import Any
 
 BACKENDS = ("auto", "nft", "legacy", "python-iptables")
+DEFAULT_TOKEN_FILE = "/var/run/secrets/stockade/token"  # nodeagent.channel_auth.DEFAULT_TOKEN_FILE
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -51,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the last applied state is kept (default /var/lib/stockade)")
     p.add_argument("--bridged", action="store_true", help="pods sit on a Linux bridge (kubenet): check br_netfilter")
     p.add_argument("--shutdown-timeout", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--ca-file", default="", metavar="PATH",
+                   help="verify the controller's TLS certificate with this CA bundle (default: plaintext)")
+    p.add_argument("--server-name", default="", metavar="NAME",
+                   help="name the controller's certificate must carry (default: the first --controller host)")
+    p.add_argument("--token-file", default=DEFAULT_TOKEN_FILE, metavar="PATH",
+                   help=f"projected ServiceAccount token sent to the controller (default {DEFAULT_TOKEN_FILE})")
+    p.add_argument("--insecure-grpc", action="store_true", help="plaintext channel even with --ca-file")
     p.add_argument("--kernel", choices=("real", "fake"), default="real",
                    help="fake: an in-memory kernel (tests, demos without root)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -87,6 +99,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return a
 
 
+def channel_security(a: argparse.Namespace) -> Any:
+    """The agent's ``nodeagent.channel_auth.ChannelSecurity`` from its flags:
+    TLS with ``--ca-file`` (unless ``--insecure-grpc``), verified against
+    ``--server-name`` or else the first ``--controller`` host (the agent
+    dials resolved addresses, so the name is given explicitly)."""
+    from nodeagent.channel_auth import ChannelSecurity
+    from stockade.wire.grpcutil import parse_hostport
+
+    tls = bool(a.ca_file) and not a.insecure_grpc
+    server_name = a.server_name or (parse_hostport(a.controller[0], 7700)[0] if tls and a.controller else "")
+    return ChannelSecurity(ca_file=a.ca_file if tls else "", server_name=server_name if tls else "",
+                           token_file=a.token_file)
+
+
 def _kernel(kind: str) -> Any:
     if kind == "fake":
         from nodeagent.fake_kernel import FakeKernel
@@ -103,7 +129,8 @@ async def run_agent(a: argparse.Namespace) -> int:
     settings = AgentSettings(
         node=a.node_name, controllers=list(a.controller), grpc_listen=a.grpc_listen,
         http_listen=a.http_listen, backend=a.iptables_backend, reconcile_period=a.reconcile_period,
-        state_dir=a.state_dir, bridged=a.bridged, shutdown_timeout=a.shutdown_timeout)
+        state_dir=a.state_dir, bridged=a.bridged, shutdown_timeout=a.shutdown_timeout,
+        security=channel_security(a))
     svc = AgentService(settings, kernel=_kernel(a.kernel))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

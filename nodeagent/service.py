@@ -60,6 +60,7 @@ class AgentSettings:
     shutdown_timeout: float = 5.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    security: Any = None  # nodeagent.channel_auth.ChannelSecurity; None: plaintext, no token
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,7 +154,7 @@ class AgentService:
                        for c in self.start_report.get("checks", ()))
         self.client = AgentClient(
             ClientSettings(s.node, s.controllers, __version__, backoff_initial=s.backoff_initial,
-                           backoff_max=s.backoff_max),
+                           backoff_max=s.backoff_max, security=s.security),
             self.dataplane, host_checks=lambda: checks,
             drift_repairs=lambda: int(self.dataplane.status().get("drift_repairs", 0)),
             initial=initial)
