@@ -176,12 +176,35 @@ async def armed(pipe: Pipeline) -> dict[str, Any]:
     return data
 
 
+MARKER = "faults-marker"
+_marks = 0
+
+
+def marker_policy() -> ObjectOp:
+    """A policy selecting no pod (it changes no node's state) whose every
+    write is a NetworkPolicy event: see :func:`write_retrying`."""
+    global _marks
+    _marks += 1
+    return ObjectOp("NetworkPolicy", "x", MARKER, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": MARKER, "namespace": "x", "annotations": {"stockade.test/mark": str(_marks)}},
+        "spec": {"podSelector": {"matchLabels": {"stockade.test/selects": "nothing"}}, "policyTypes": ["Ingress"]}})
+
+
 async def write_retrying(pipe: Pipeline, ops: list[ObjectOp], concurrency: int = 8,
                          deadline: float = 60.0) -> tuple[dict[str, int], int]:
     """Write ``ops`` (each object's ops in order, objects concurrently)
     through an API that may answer 5xx, HTML 502, or stall; every op is
     retried until accepted.  Returns (highest resourceVersion per kind,
-    retries needed)."""
+    retries needed).
+
+    A policy DELETE answers a ``Status`` without a resourceVersion, and the
+    lab's client then takes the list's, which with concurrent writers can
+    be a later write of *another* kind: the controller's policy watch only
+    reaches it at its next event or bookmark (up to a minute).  So deletes
+    contribute no version; a batch with deletes ends with a write of
+    :func:`marker_policy`, whose version is a NetworkPolicy event after
+    every delete of the batch."""
     assert pipe.kube is not None
     kube = pipe.kube
     by_obj: dict[tuple[str, str, str], list[ObjectOp]] = {}
@@ -198,7 +221,7 @@ async def write_retrying(pipe: Pipeline, ops: list[ObjectOp], concurrency: int =
         while True:
             try:
                 rv = await kube.apply(op)
-                if rv is not None:
+                if rv is not None and not op.is_delete:
                     seen[op.kind] = max(seen.get(op.kind, 0), rv)
                 return
             except (PipelineError, aiohttp.ClientError, TimeoutError) as e:
@@ -215,4 +238,6 @@ async def write_retrying(pipe: Pipeline, ops: list[ObjectOp], concurrency: int =
                 await one(op)
 
     await asyncio.gather(*(chain(seq) for seq in by_obj.values()))
+    if any(op.is_delete for op in ops):
+        await chain([marker_policy()])
     return seen, retries
