@@ -146,27 +146,35 @@ class Distributor:
     def publish(self, node: str, state: NodeState, digest: str | None = None) -> int:
         """Make ``state`` the desired state of ``node``; returns its version.
 
-        Computes the digest (unless given: it must be ``stockade.state.digest(state)``)
-        and the delta from the previous state; an unchanged digest is a no-op.
-        Wakes the node's stream.  Never blocks."""
+        Computes the delta from the previous state; content equal to the
+        previous state is a no-op.  The digest (``stockade.state.digest``;
+        pass it if known) is computed when first needed, by the node's
+        stream, so a change that touches hundreds of nodes starts reaching
+        the first agents at once instead of after every digest was
+        computed.  Wakes the node's stream.  Never blocks."""
         if state.node != node:
             raise ValueError(f"publish: state is for node {state.node!r}, not {node!r}")
         n = self._node(node)
-        d = self._digests.digest(state, evict=False) if digest is None else digest
+        if n.state is not None and (state is n.state or (digest and digest == n.digest) or state == n.state):
+            return n.version
         self._publishes_since_sweep += 1
         if self._publishes_since_sweep > 2 * len(self._nodes) + 1000:
             self._publishes_since_sweep = 0
             self._digests.retain(x.state for x in self._nodes.values() if x.state is not None)
-        if n.state is not None and d == n.digest:
-            return n.version
         n.delta = (n.version, diff(n.state, state)) if n.state is not None else None
-        n.state, n.version, n.digest = state, n.version + 1, d
+        n.state, n.version, n.digest = state, n.version + 1, digest or ""
         n.published_at[n.version] = self.clock()
         if len(n.published_at) > _PUBLISH_TIMES_KEPT:
             del n.published_at[min(n.published_at)]
         if n.session is not None:
             n.session.wake.set()
         return n.version
+
+    def _dig(self, n: _Node) -> str:
+        """The digest of ``n``'s desired state ("" when it has none), computed once."""
+        if not n.digest and n.state is not None:
+            n.digest = self._digests.digest(n.state, evict=False)
+        return n.digest
 
     def remove_node(self, node: str) -> None:
         """The node is gone: forget its desired state (its agent, if still
@@ -214,7 +222,7 @@ class Distributor:
         n = self._nodes.get(node)
         if n is None or n.state is None:
             return None
-        return n.state, n.version, n.digest
+        return n.state, n.version, self._dig(n)
 
     def nodes(self) -> list[str]:
         return sorted(self._nodes)
@@ -226,7 +234,7 @@ class Distributor:
         out = []
         for name in sorted(self._nodes):
             n = self._nodes[name]
-            in_sync = n.state is not None and n.acked_digest == n.digest
+            in_sync = n.state is not None and n.acked_digest == self._dig(n)
             out.append({
                 "node": name,
                 "connected": n.session is not None,
@@ -235,7 +243,7 @@ class Distributor:
                 "agent_version": n.agent_version,
                 "removed": n.state is None,
                 "desired_version": n.version,
-                "desired_digest": n.digest,
+                "desired_digest": self._dig(n),
                 "sent_version": n.sent_version,
                 "applied_version": n.acked_version,
                 "applied_digest": n.acked_digest,
@@ -351,7 +359,7 @@ class Distributor:
         else:
             ACK_ERRORS.inc()
             n.last_error = a.error or "agent reported a failure without a reason"
-            n.acked_version = a.applied_version if a.applied_digest and a.applied_digest == n.digest else n.acked_version
+            n.acked_version = a.applied_version if a.applied_digest and a.applied_digest == self._dig(n) else n.acked_version
             n.acked_digest = a.applied_digest
             s.need_snapshot = True
             s.inflight = None
@@ -372,11 +380,11 @@ class Distributor:
             elif s.need_snapshot and s.failures and self.clock() < s.retry_at:
                 wait = s.retry_at - self.clock()
             elif s.need_snapshot or n.version != sent_version:
-                big = s.need_snapshot and s.agent_digest != n.digest
+                big = s.need_snapshot and s.agent_digest != self._dig(n)
                 async with self._snapshot_slots if big else contextlib.nullcontext():
                     if s.closed or n.state is None:
                         continue
-                    state, version, dig = n.state, n.version, n.digest
+                    state, version, dig = n.state, n.version, self._dig(n)
                     if s.need_snapshot:
                         if s.agent_digest == dig:
                             msgs = [codec.encode_in_sync(n.name, version, dig, self.replica)]
