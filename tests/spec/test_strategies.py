@@ -77,7 +77,7 @@ def test_generator_reaches_every_feature() -> None:
     seen: set[str] = set()
     v6_host_probe = []
 
-    @settings(max_examples=120, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=400, derandomize=True, database=None, deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(cluster_and_probes())
     def run(cp: tuple[RandomCluster, list[RandomProbe]]) -> None:
