@@ -28,8 +28,15 @@ Speed: the compiler's benchmark parses 150,000 pods and 75,000 policies,
 so string checks are cached (``lru_cache``), label maps and selectors are
 interned, and no per-character Python loops run.
 
+Hostile or enormous input (docs/reliability.md): the only exceptions are
+:class:`PolicyInvalid` and :class:`ParseError`; a policy larger than any
+object etcd can store is refused before its lists are parsed
+(MAX_POLICY_IPBLOCKS, MAX_POLICY_ENTRIES); messages quote offending values
+cut to MAX_ECHO characters and list at most MAX_ERRORS problems.
+
 What not: pods, namespaces and nodes are *not* validated beyond their shape
-(the API server already did; odd-but-legal input is accepted).  Nothing here
+(the API server already did; odd-but-legal input is accepted), except
+for the length of label keys and values.  Nothing here
 does I/O or keeps state beyond the interning caches.
 """
 

@@ -17,6 +17,12 @@ it:
   surfaces before anything runs.
 * :func:`result_document` / :func:`write_result` write the result schema.
 
+Inputs that must not break anything (docs/reliability.md): a file over
+MAX_CASE_BYTES is refused before it is read, JSON nested deeper than
+MAX_NESTING is refused before any recursive step, and error messages quote
+offending values cut to MAX_ECHO characters, so every bad file ends as a
+:class:`CaseError` naming the file and the field, never another exception.
+
 The address plan (the lab relies on it; do not change it casually):
 
 * node ``i`` (0-based) is named ``node-i``, has underlay IP ``198.19.0.(i+1)``,
