@@ -30,14 +30,15 @@ interned, and no per-character Python loops run.
 
 Hostile or enormous input (docs/reliability.md): the only exceptions are
 :class:`PolicyInvalid` and :class:`ParseError`; a policy larger than any
-object etcd can store is refused before its lists are parsed
-(MAX_POLICY_IPBLOCKS, MAX_POLICY_ENTRIES); messages quote offending values
+object etcd can store is refused (ipBlocks counted in one pass before any
+rule is parsed, MAX_POLICY_IPBLOCKS; list entries as each list is reached,
+MAX_POLICY_ENTRIES); messages quote offending values
 cut to MAX_ECHO characters and list at most MAX_ERRORS problems.
 
 What not: pods, namespaces and nodes are *not* validated beyond their shape
 (the API server already did; odd-but-legal input is accepted), except
-for the length of label keys and values.  Nothing here
-does I/O or keeps state beyond the interning caches.
+for the length of label keys and values.  Nothing here does I/O or keeps
+state beyond the interning caches.
 """
 
 from __future__ import annotations
