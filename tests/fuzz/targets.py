@@ -23,7 +23,8 @@ Properties:
   on ``nodeagent.fake_kernel.FakeKernel``): nothing raises; a refused update
   is acked with a short error, and the client's state *and the kernel* stay
   exactly as they were; an accepted one passes ``stockade.state.validate``
-  and is what the kernel holds.
+  and is what the kernel holds; afterwards a valid snapshot is still
+  accepted and applied.
 """
 
 from __future__ import annotations
@@ -305,6 +306,7 @@ def check_case_doc(doc: Any) -> None:
 
 GOOD = wire_gen.good_state()
 GOOD_DIGEST = digest(GOOD)
+RECOVERY = wire_gen.good_state(pods=5)  # what a controller sends after the garbage
 
 
 def _kernel_snapshot(k: FakeKernel) -> Any:
@@ -408,6 +410,9 @@ async def _drive_quiet(messages: list[bytes] | list[pb.ControllerMessage], fix_d
         if fix_digest and not isinstance(u, InSync):
             u = _fix(u, a.client)
         await a.offer(u)
+    # whatever came before, the agent still takes a good state (a fresh stream, a fresh snapshot)
+    ack = await a.offer(Snapshot(RECOVERY, a.client.version + 1, digest(RECOVERY)))
+    assert ack.ok, f"a valid snapshot after the garbage was refused: {ack.error[:400]}"
 
 
 def check_agent_bytes(data: list[bytes]) -> None:
