@@ -84,7 +84,7 @@ def _writing_child(pid: int, tool: str) -> list[str] | None:
 
 
 def _kill_on_write(agent_pid: int, tool: str, victims: list[int], timeout: float,
-                   stop: threading.Event) -> list[str] | None:
+                   stop: threading.Event, killed: list[int]) -> list[str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
         argv = _writing_child(agent_pid, tool)
@@ -92,6 +92,7 @@ def _kill_on_write(agent_pid: int, tool: str, victims: list[int], timeout: float
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)  # it was alive and got the signal
             return argv
         time.sleep(0.0005)
     return None
@@ -103,15 +104,20 @@ class KillOnApply:
     SIGKILLs every one of ``victims``
     (the agent itself, the controller, or both) as soon as one exists.
     :meth:`result` returns the write's argv that was running, or None when
-    no write started within ``timeout`` (then nothing was killed)."""
+    no write started within ``timeout`` (then nothing was killed);
+    ``killed`` lists the PIDs that were alive and got the signal.
+
+    (The exit status is no proof of the kill: asyncio's child watcher may
+    report 255 for a child it found already reaped.)"""
 
     def __init__(self, agent: LabProcess, victims: Iterable[LabProcess], tool: str = "ipset",
                  timeout: float = 20.0) -> None:
         self.agent = agent
         self.victims = list(victims)
         self._stop = threading.Event()
+        self.killed: list[int] = []
         self._fut: asyncio.Future[list[str] | None] = asyncio.get_running_loop().run_in_executor(
-            None, _kill_on_write, agent.pid, tool, [p.pid for p in self.victims], timeout, self._stop)
+            None, _kill_on_write, agent.pid, tool, [p.pid for p in self.victims], timeout, self._stop, self.killed)
 
     async def result(self) -> list[str] | None:
         return await self._fut

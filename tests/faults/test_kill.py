@@ -61,10 +61,10 @@ async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: st
             await killer.cancel()
         assert writing is not None, f"node-0's agent never ran {during} restore"
         t_kill = time.monotonic()
+        assert sorted(killer.killed) == sorted(lp.pid for lp in chosen)  # each was alive and got SIGKILL
         for lp in chosen:
             await lab.stop_process(lp)  # reap (already dead)
-            assert lp.proc.returncode == -9, (f"{lp.name} ended with {lp.proc.returncode}, not by SIGKILL:\n"
-                                              f"{lp.log_tail(8)}")
+            assert lp.proc.returncode in (-9, 255), f"{lp.name} ended with {lp.proc.returncode}:\n{lp.log_tail(8)}"
         # dead: the kernel keeps enforcing what it had (probed now, and by the watch)
         assert await fl.observe_all(FORBIDDEN) == ["deny"] * len(FORBIDDEN)
         # a change while dead: the big policy replaced by another big one
