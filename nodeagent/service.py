@@ -187,7 +187,9 @@ class AgentService:
         return (saved, 0, d) if d == applied else None
 
     async def _start_grpc(self) -> None:
-        server = grpcutil.new_server()
+        # SO_REUSEPORT on both ports: a rolling update with maxSurge starts the
+        # new agent beside the old one on the host network (deploy/).
+        server = grpcutil.new_server(reuse_port=True)
         stockade_pb2_grpc.add_AgentDebugServicer_to_server(  # type: ignore[no-untyped-call]
             _AgentDebug(self), server)
         self._health = grpcutil.Health(server, SERVICES)
@@ -206,7 +208,7 @@ class AgentService:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         host, port = grpcutil.parse_hostport(self.settings.http_listen)
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=True)
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

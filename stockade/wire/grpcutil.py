@@ -60,8 +60,14 @@ def bind_address(text: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def new_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=SERVER_OPTIONS)
+def new_server(reuse_port: bool = False) -> grpc.aio.Server:
+    """A server with the shared options.  ``reuse_port``: let a second
+    process bind the same port (the agent during a DaemonSet surge update,
+    where the new pod starts beside the old one on the host network); the
+    controller keeps it off so a port already in use is an error."""
+    options = [o for o in SERVER_OPTIONS if o[0] != "grpc.so_reuseport"]
+    options.append(("grpc.so_reuseport", 1 if reuse_port else 0))
+    return grpc.aio.server(options=options)
 
 
 class Health:

@@ -90,12 +90,6 @@ def _healthy(http_port: int, agent: Agent, within: float) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent listens without SO_REUSEPORT (stockade/wire/grpcutil.py sets grpc.so_reuseport=0; "
-           "nodeagent/service.py's aiohttp TCPSite has no reuse_port), so the surge agent fails to bind. "
-           "When this passes, drop this marker and the known-issue note in docs/install-aks.md (Upgrades).",
-)
 def test_a_surge_agent_starts_beside_the_old_one(tmp_path: Path) -> None:
     if importlib.util.find_spec("nodeagent.main") is None:
         pytest.skip("nodeagent.main has not landed yet")
