@@ -73,22 +73,27 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _writing_child(pid: int, tool: str) -> list[str] | None:
-    """The argv of a child of ``pid`` that writes the kernel (an ``ipset
+def _writing_child(pid: int, tool: str) -> tuple[int, list[str]] | None:
+    """(PID, argv) of a child of ``pid`` that writes the kernel (an ``ipset
     restore`` or ``iptables-*-restore``) with ``tool`` in its program name."""
     for c in _children(pid):
         argv = _cmdline(c)
         if argv and tool in os.path.basename(argv[0]) and any("restore" in a for a in argv):
-            return argv
+            return c, argv
     return None
 
 
-def _kill_on_write(agent_pid: int, tool: str, victims: list[int], timeout: float,
+def _kill_on_write(agent_pid: int, tool: str, after: float, victims: list[int], timeout: float,
                    stop: threading.Event, killed: list[int]) -> list[str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
-        argv = _writing_child(agent_pid, tool)
-        if argv is not None:
+        found = _writing_child(agent_pid, tool)
+        if found is not None and after > 0:
+            time.sleep(after)
+            if found[0] not in _children(agent_pid):
+                continue  # that write is over already: wait for another one
+        if found is not None:
+            argv = found[1]
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -111,13 +116,13 @@ class KillOnApply:
     report 255 for a child it found already reaped.)"""
 
     def __init__(self, agent: LabProcess, victims: Iterable[LabProcess], tool: str = "ipset",
-                 timeout: float = 20.0) -> None:
+                 after: float = 0.0, timeout: float = 20.0) -> None:
         self.agent = agent
         self.victims = list(victims)
         self._stop = threading.Event()
         self.killed: list[int] = []
         self._fut: asyncio.Future[list[str] | None] = asyncio.get_running_loop().run_in_executor(
-            None, _kill_on_write, agent.pid, tool, [p.pid for p in self.victims], timeout, self._stop, self.killed)
+            None, _kill_on_write, agent.pid, tool, after, [p.pid for p in self.victims], timeout, self._stop, self.killed)
 
     async def result(self) -> list[str] | None:
         return await self._fut

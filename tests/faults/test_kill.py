@@ -41,19 +41,21 @@ def merged(*seen: dict[str, int]) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize(("victims", "during"), [
-    pytest.param("agent", "ipset", id="agent-during-ipset-restore"),
-    pytest.param("agent", "iptables", id="agent-during-iptables-restore"),
-    pytest.param("controller", "ipset", id="controller-while-agent-applies"),
-    pytest.param("both", "ipset", id="agent-and-controller"),
+@pytest.mark.parametrize(("victims", "during", "after"), [
+    pytest.param("agent", "ipset", 0.0, id="agent-as-ipset-restore-starts"),
+    pytest.param("agent", "ipset", 0.005, id="agent-5ms-into-ipset-restore"),
+    pytest.param("agent", "iptables", 0.0, id="agent-during-iptables-restore"),
+    pytest.param("controller", "ipset", 0.0, id="controller-while-agent-applies"),
+    pytest.param("both", "ipset", 0.0, id="agent-and-controller"),
 ])
-async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str, during: str) -> None:
+async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str, during: str,
+                                                 after: float) -> None:
     fl, pipe, lab = faultlab, faultlab.pipe, faultlab.run.lab
     assert pipe.controller is not None
     agent = pipe.agents[0]
     chosen = {"agent": [agent], "controller": [pipe.controller], "both": [agent, pipe.controller]}[victims]
     async with watching(lab, FORBIDDEN, ALLOWED) as w:
-        killer = KillOnApply(agent, chosen, during)
+        killer = KillOnApply(agent, chosen, during, after)
         try:
             seen = await pipe.write([put(big_policy("big", BIG))])
             writing = await killer.result()
@@ -83,7 +85,8 @@ async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: st
     st = await pipe.status()
     assert {p["key"] for p in st["policies"]} == {"x/web", "x/vault", "x/big2"}
     started = [ln for ln in pipe.agents[0].log_tail(40).splitlines() if "dataplane started" in ln]
-    report(f"sigkill-{victims}", killed_during=" ".join(writing[:2]), blocks=BIG,
+    report(f"sigkill-{victims}", killed_during=" ".join(writing[:2]) + (f" (+{after * 1000:.0f} ms)" if after else ""),
+           blocks=BIG,
            restarted_agent=started[-1].split("; ", 1)[-1] if started and agent in chosen else "",
            dead_seconds=round(t_restart - t_kill, 2), converge_seconds=round(t_conv - t_restart, 2),
            forbidden_probes=w.forbidden_tries, forbidden_allowed=w.forbidden_allowed,
