@@ -118,7 +118,8 @@ async def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stockade", "controller", "--kubeconfig", kc, "--grpc-listen", "127.0.0.1:0",
-            "--http-listen", f"127.0.0.1:{http}", "--replica-id", "bench", "--log-level", os.environ.get("BENCH_LOG", "WARNING"))
+            "--http-listen", f"127.0.0.1:{http}", "--replica-id", "bench", "--log-level", os.environ.get("BENCH_LOG", "WARNING"),
+            "--insecure-grpc")
         base = f"http://127.0.0.1:{http}"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:

@@ -20,6 +20,10 @@ Data flow (one process, one event loop)::
                         │ versions, digests, deltas, per-agent coalescing
                         ▼
                       gRPC stream per agent (controller/grpc_server.py, :7700)
+                        TLS: controller/serving_tls.py (own CA shared through Secret
+                        stockade-ca, bundle in ConfigMap stockade-ca; or --tls-*-file);
+                        door: the stream's token -> TokenReview -> bound pod -> its node
+                        must be the node the hello claims (controller/agent_auth.py)
 
     readers (same loop, never write):  status_web (:7701 page, JSON, /metrics,
     /healthz, /readyz) and the gRPC debug RPCs read through :class:`Controller`
@@ -58,9 +62,11 @@ from controller.watch import KINDS, Change, Listed, Message, Projector, Watcher,
 from stockade.state import NodeState
 
 if TYPE_CHECKING:
+    from controller.agent_auth import GrpcGuard
     from controller.distributor import Distributor
     from controller.engine import PolicySummary
     from controller.grpc_server import ControllerGrpcServer
+    from controller.serving_tls import ServingTls
     from controller.status_web import StatusServer
 
 log = logging.getLogger("stockade.controller")
@@ -302,6 +308,8 @@ class Controller:
         self.grpc: ControllerGrpcServer | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self.tls: ServingTls | None = None  # None: plaintext gRPC (--insecure-grpc)
+        self.guard: GrpcGuard | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -317,6 +325,7 @@ class Controller:
         dist = self.distributor = Distributor(s.replica_id)
         self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
+        self.tls, self.guard = await self._channel_security()
         try:
             self.grpc = await self._start_grpc(dist)
         except OSError as e:
@@ -335,13 +344,49 @@ class Controller:
         log.info("controller %s started: gRPC %s:%d, HTTP %s:%d; listing %s",
                  s.replica_id, s.grpc_host, self.grpc_port, s.http_host, self.http_port, ", ".join(KINDS))
 
+    async def _channel_security(self) -> tuple[ServingTls | None, GrpcGuard]:
+        """TLS material (``--tls-mode``) and the door of the gRPC port (``--auth``, ``--debug-rpcs``)."""
+        from controller import serving_tls
+        from controller.agent_auth import AgentAuthenticator, GrpcGuard
+        from controller.node_binding import Expectation
+
+        sec = self.settings.security
+        tls = await serving_tls.prepare(sec, self._api_client)
+        auth = None
+        if sec.auth == "tokenreview":
+            auth = AgentAuthenticator(self._api_client,
+                                      Expectation(sec.namespace, sec.agent_service_account, sec.audience),
+                                      cache_ttl=sec.review_cache_seconds, cache_size=sec.review_cache_size)
+        else:
+            log.warning("agent authentication is OFF (--auth none): any client may claim to be any node")
+        log.info("gRPC channel: TLS %s, agents authenticated by %s (ServiceAccount %s/%s, audience %s), "
+                 "debug RPCs %s", sec.tls_mode, sec.auth, sec.namespace, sec.agent_service_account, sec.audience,
+                 sec.debug_rpcs)
+        return tls, GrpcGuard(auth, sec.debug_rpcs)
+
+    def channel_status(self) -> dict[str, Any]:
+        """The agent channel's settings and certificate, for the status JSON."""
+        sec = self.settings.security
+        out: dict[str, Any] = {"tls": sec.tls_mode, "auth": sec.auth, "debug_rpcs": sec.debug_rpcs,
+                               "namespace": sec.namespace}
+        if self.tls is not None:
+            i = self.tls.info
+            out["certificate"] = {"source": self.tls.source, "names": [*i.dns_names, *i.ip_addresses],
+                                  "not_after": i.not_after.isoformat()}
+        auth = self.guard.auth if self.guard is not None else None
+        if auth is not None:
+            out["review_cache"] = {"entries": len(auth.cache), "hits": auth.cache.hits, "misses": auth.cache.misses}
+        return out
+
     async def _start_grpc(self, dist: Distributor) -> ControllerGrpcServer:
-        from controller import grpc_server
+        from controller import grpc_server, serving_tls
 
         host = self.settings.grpc_host
         host = f"[{host}]" if ":" in host else host
+        creds = serving_tls.server_credentials(self.tls) if self.tls is not None else None
         server = grpc_server.ControllerGrpcServer(dist, explain=self,
-                                                  listen=f"{host}:{self.settings.grpc_port}")
+                                                  listen=f"{host}:{self.settings.grpc_port}",
+                                                  credentials=creds, guard=self.guard)
         self.grpc_port = await server.start()
         return server
 
@@ -433,6 +478,7 @@ class Controller:
                        "published": self.writer.published, "last_publish_unix": self.writer.last_publish,
                        "queued": self.writer.queue.qsize()},
             "distributor": distributor.stats(),
+            "channel": self.channel_status(),
         }
 
     def node_state_json(self, node: str) -> dict[str, Any] | None:

@@ -70,8 +70,10 @@ class ChannelSecurity:
         try:
             token = Path(self.token_file).read_text(encoding="utf-8").strip()
         except OSError as e:
-            self._warn_once("missing", f"no token sent: cannot read --token-file {self.token_file} "
-                                       f"({e.strerror or e}); a controller with --auth tokenreview will refuse us")
+            if self.tls:  # a plaintext agent talks to an --insecure-grpc controller, which needs no token
+                self._warn_once("missing", f"no token sent: cannot read --token-file {self.token_file} "
+                                           f"({e.strerror or e}); a controller with --auth tokenreview will "
+                                           f"refuse us")
             return ()
         if not token:
             self._warn_once("empty", f"no token sent: --token-file {self.token_file} is empty")

@@ -160,7 +160,10 @@ def emulator_argv(listen: str, kubeconfig: str) -> list[str]:
 def controller_argv(kubeconfig: str, ip: str, replica: str = "lab-0") -> list[str]:
     return [*stockade(), "controller", "--kubeconfig", kubeconfig,
             "--grpc-listen", f"{ip}:{CONTROLLER_GRPC}", "--http-listen", f"{ip}:{CONTROLLER_HTTP}",
-            "--replica-id", replica]
+            "--replica-id", replica,
+            # plaintext, no agent tokens: the lab's agents have no CA bundle or token yet
+            # (docs/reliability.md, "Agent channel", says how to switch the lab to TLS + tokens)
+            "--insecure-grpc"]
 
 
 def agent_argv(node: str, controller_ip: str, ip: str, state_dir: str, backend: str = "auto",

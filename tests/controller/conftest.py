@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controller.settings import Settings, ShutdownSettings, WatchSettings
+from controller.settings import SecuritySettings, Settings, ShutdownSettings, WatchSettings
 from nodeagent.dataplane import Dataplane, DataplaneSettings
 from nodeagent.fake_kernel import FakeKernel
 from nodeagent.service import AgentService, AgentSettings
@@ -54,7 +54,14 @@ async def api(kubeconfig: str) -> AsyncIterator[Any]:
     await c.close()
 
 
+# The tests of the pipeline run the gRPC port in plaintext without agent
+# authentication (--insecure-grpc); tests/controller/test_channel.py covers
+# TLS and tokens.
+PLAINTEXT = SecuritySettings(tls_mode="insecure", auth="none", debug_rpcs="open")
+
+
 def controller_settings(kubeconfig: str, replica: str = "r1", **kw: Any) -> Settings:
+    kw.setdefault("security", PLAINTEXT)
     return Settings(kubeconfig=kubeconfig, grpc_host="127.0.0.1", grpc_port=0, http_host="127.0.0.1",
                     http_port=0, replica_id=replica, watch=FAST_WATCH,
                     shutdown=ShutdownSettings(watches=1.0, writer=1.0, http=1.0, grpc_grace=0.5), **kw)

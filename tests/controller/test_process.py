@@ -55,12 +55,15 @@ async def port_open(port: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_ready_then_graceful_shutdown(kube: Kube, kubeconfig: str, sig: int) -> None:
-    await kube.create(namespace("a"), node("n1", "192.168.0.1"))
+    await kube.create(namespace("a"), namespace("stockade-system"), node("n1", "192.168.0.1"))
+    # the defaults: TLS from the controller's own CA, agents authenticated by token
     p = await spawn("--kubeconfig", kubeconfig, "--grpc-listen", "127.0.0.1:0",
-                    "--http-listen", "127.0.0.1:0", "--replica-id", "proc-1")
+                    "--http-listen", "127.0.0.1:0", "--replica-id", "proc-1", "--namespace", "stockade-system")
     lines: list[str] = []
     try:
         assert p.stdout is not None
+        await read_until(p.stdout, r"gRPC TLS from self-signed \(CA in secret stockade-system/stockade-ca\)", lines)
+        await read_until(p.stdout, r"gRPC channel: TLS self-signed, agents authenticated by tokenreview", lines)
         m = await read_until(p.stdout, STARTED.pattern, lines)
         grpc_port, http_port = int(m.group(1)), int(m.group(2))
         await read_until(p.stdout, r"controller READY \(replica proc-1, gRPC .*\)", lines)
@@ -118,7 +121,8 @@ async def test_http_port_in_use_exits_1_naming_the_flag(kubeconfig: str) -> None
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        p = await spawn("--kubeconfig", kubeconfig, "--grpc-listen", "127.0.0.1:0", "--http-listen", f"127.0.0.1:{port}")
+        p = await spawn("--kubeconfig", kubeconfig, "--grpc-listen", "127.0.0.1:0", "--http-listen", f"127.0.0.1:{port}",
+                        "--insecure-grpc")
         out, _ = await asyncio.wait_for(p.communicate(), 20)
     assert p.returncode == 1
     assert f"controller failed to start: --http-listen 127.0.0.1:{port}:" in out.decode()
