@@ -38,13 +38,27 @@ NAMESPACE = "stockade-system"
 CONTROLLER = "stockade-controller"
 AGENT = "stockade-agent"
 
-# What the controller may do, exactly: (apiGroup, resource, verb).
-CONTROLLER_GRANTS = frozenset(
-    (group, resource, verb)
-    for group, resources in (("", ("pods", "namespaces", "nodes")), ("networking.k8s.io", ("networkpolicies",)))
-    for resource in resources
-    for verb in ("get", "list", "watch")
+# What the controller may do, exactly: (scope, apiGroup, resource, verb,
+# resourceName); scope "*" is cluster-wide (a ClusterRoleBinding), otherwise
+# the namespace of a RoleBinding; resourceName "*" is any name.
+Grant = tuple[str, str, str, str, str]
+CONTROLLER_GRANTS: frozenset[Grant] = frozenset(
+    {("*", group, resource, verb, "*")
+     for group, resources in (("", ("pods", "namespaces", "nodes")), ("networking.k8s.io", ("networkpolicies",)))
+     for resource in resources
+     for verb in ("get", "list", "watch")}
+    # the agents' tokens are checked with TokenReview
+    | {("*", "authentication.k8s.io", "tokenreviews", "create", "*")}
+    # the channel's CA: Secret and ConfigMap stockade-ca in its own namespace;
+    # create cannot be narrowed by name
+    | {(NAMESPACE, "", resource, "get", "stockade-ca") for resource in ("secrets", "configmaps")}
+    | {(NAMESPACE, "", "configmaps", "update", "stockade-ca")}
+    | {(NAMESPACE, "", resource, "create", "*") for resource in ("secrets", "configmaps")}
 )
+# The only ServiceAccount token an agent pod may carry: its proof of identity
+# for the controller, useless against the API server (audience), short-lived.
+AGENT_TOKEN_AUDIENCE = "stockade"
+AGENT_TOKEN_MAX_SECONDS = 3600
 
 
 def kubectl() -> str | None:
@@ -161,12 +175,12 @@ def bindings_for(objs: list[Obj], sa_ns: str, sa_name: str) -> list[Obj]:
             _binding_grants_to(b, sa_ns, sa_name)]
 
 
-def grants_of(objs: list[Obj], sa_ns: str, sa_name: str) -> tuple[set[tuple[str, str, str]], list[str]]:
+def grants_of(objs: list[Obj], sa_ns: str, sa_name: str) -> tuple[set[Grant], list[str]]:
     """Everything a ServiceAccount may do by the shipped bindings, expanded to
-    (apiGroup, resource, verb), and the problems that make that set
-    unknowable or wider than it looks (roles not shipped here, aggregation,
-    resourceNames, non-resource URLs)."""
-    grants: set[tuple[str, str, str]] = set()
+    (scope, apiGroup, resource, verb, resourceName), and the problems that
+    make that set unknowable or wider than it looks (roles not shipped here,
+    aggregation, non-resource URLs, resourceNames on verbs that ignore them)."""
+    grants: set[Grant] = set()
     problems: list[str] = []
     for binding in bindings_for(objs, sa_ns, sa_name):
         ref = binding["roleRef"]
@@ -177,18 +191,46 @@ def grants_of(objs: list[Obj], sa_ns: str, sa_name: str) -> tuple[set[tuple[str,
             problems.append(f"{ident(binding)} refers to {ref['kind']}/{ref['name']}, which is not shipped here")
             continue
         role = roles[0]
+        scope = "*" if binding["kind"] == "ClusterRoleBinding" else binding["metadata"].get("namespace", "default")
         if role.get("aggregationRule"):
             problems.append(f"{ident(role)} aggregates other roles")
         for rule in role.get("rules") or []:
             if rule.get("nonResourceURLs"):
                 problems.append(f"{ident(role)} grants non-resource URLs {rule['nonResourceURLs']}")
-            if rule.get("resourceNames"):
-                problems.append(f"{ident(role)} narrows by resourceNames (unexpected)")
+            names = rule.get("resourceNames") or ["*"]
+            if rule.get("resourceNames") and set(rule.get("verbs") or []) & {"create", "list", "watch",
+                                                                              "deletecollection", "*"}:
+                problems.append(f"{ident(role)} narrows create/list/watch by resourceNames, which the API "
+                                f"ignores or refuses: {rule['verbs']} on {rule['resourceNames']}")
             for group in rule.get("apiGroups") or []:
                 for resource in rule.get("resources") or []:
                     for verb in rule.get("verbs") or []:
-                        grants.add((group, resource, verb))
+                        for name in names:
+                            grants.add((scope, group, resource, verb, name))
     return grants, problems
+
+
+def agent_token_problems(w: Obj) -> list[str]:
+    """A workload's projected ServiceAccount tokens: only the agent may have
+    one, exactly one, for audience ``stockade``, expiring within the hour."""
+    found = [(vol["name"], s["serviceAccountToken"]) for vol in pod_spec(w).get("volumes") or []
+             for s in vol.get("projected", {}).get("sources") or [] if "serviceAccountToken" in s]
+    if not found:
+        return []
+    if not (w["kind"] == "DaemonSet" and w["metadata"]["name"] == AGENT):
+        return [f"{ident(w)} projects a ServiceAccount token in volume {name}" for name, _ in found]
+    problems = []
+    if len(found) > 1:
+        problems.append(f"{ident(w)} projects {len(found)} ServiceAccount tokens; the agent needs one")
+    for name, tok in found:
+        if tok.get("audience") != AGENT_TOKEN_AUDIENCE:
+            problems.append(f"{ident(w)} projects a ServiceAccount token in volume {name} for audience "
+                            f"{tok.get('audience', '(the API server)')!r}, not {AGENT_TOKEN_AUDIENCE!r}: "
+                            f"it would be usable against the API server")
+        if int(tok.get("expirationSeconds", 3600)) > AGENT_TOKEN_MAX_SECONDS:
+            problems.append(f"{ident(w)} projects a ServiceAccount token in volume {name} valid "
+                            f"{tok['expirationSeconds']}s, longer than {AGENT_TOKEN_MAX_SECONDS}s")
+    return problems
 
 
 def rbac_problems(objs: list[Obj]) -> list[str]:
@@ -198,7 +240,9 @@ def rbac_problems(objs: list[Obj]) -> list[str]:
     :data:`CONTROLLER_GRANTS`; every other workload (the agents, the
     cleanup) has no Kubernetes API access at all: no binding names its
     ServiceAccount (directly, as a user, or through a group) and its pods
-    mount no token.
+    mount no API token.  The agent alone projects one token, for audience
+    ``stockade`` (the controller's TokenReview), which the API server
+    refuses for anything else (:func:`agent_token_problems`).
     """
     problems: list[str] = []
     for w in workloads(objs):
@@ -208,7 +252,7 @@ def rbac_problems(objs: list[Obj]) -> list[str]:
             grants, why = grants_of(objs, sa_ns, sa_name)
             problems += why
             if extra := grants - CONTROLLER_GRANTS:
-                problems.append(f"controller is granted more than it reads: {sorted(extra)}")
+                problems.append(f"controller is granted more than it needs: {sorted(extra)}")
             if missing := CONTROLLER_GRANTS - grants:
                 problems.append(f"controller lacks grants it needs: {sorted(missing)}")
             continue
@@ -222,10 +266,8 @@ def rbac_problems(objs: list[Obj]) -> list[str]:
         sa_automount = sa[0].get("automountServiceAccountToken") if sa else None
         if pod_automount is not False and not (pod_automount is None and sa_automount is False):
             problems.append(f"{ident(w)} mounts a ServiceAccount token (automountServiceAccountToken is not false)")
+        problems += agent_token_problems(w)
         for vol in spec.get("volumes") or []:
-            sources = vol.get("projected", {}).get("sources") or []
-            if any("serviceAccountToken" in s for s in sources):
-                problems.append(f"{ident(w)} projects a ServiceAccount token in volume {vol['name']}")
             if "secret" in vol:
                 problems.append(f"{ident(w)} mounts secret {vol['secret'].get('secretName')}")
     return problems

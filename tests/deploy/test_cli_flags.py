@@ -52,6 +52,11 @@ def test_agent_accepts_its_manifest_arguments(rendered: dict[str, list[Obj]], ov
     assert (parsed.iptables_backend, parsed.reconcile_period, parsed.state_dir) == ("auto", 60.0, "/var/lib/stockade")
     assert parsed.bridged is (overlay == "aks-kubenet")
     assert parsed.kernel == "real"
+    # the channel: TLS verified with the published bundle, the projected token
+    assert (parsed.ca_file, parsed.token_file) == ("/etc/stockade/ca/ca.crt", "/var/run/secrets/stockade/token")
+    assert not parsed.insecure_grpc
+    sec = agent_main.channel_security(parsed)
+    assert sec.tls and sec.server_name == "stockade-controller.stockade-system.svc"
 
 
 def test_agent_has_the_cleanup_the_cleanup_daemonset_runs(rendered: dict[str, list[Obj]]) -> None:

@@ -62,6 +62,8 @@ def test_install_has_every_part(rendered: dict[str, list[Obj]], overlay: str) ->
         ("ServiceAccount", m.CONTROLLER),
         ("ClusterRole", m.CONTROLLER),
         ("ClusterRoleBinding", m.CONTROLLER),
+        ("Role", m.CONTROLLER),
+        ("RoleBinding", m.CONTROLLER),
         ("Deployment", m.CONTROLLER),
         ("PodDisruptionBudget", m.CONTROLLER),
         ("Service", m.CONTROLLER),
@@ -82,6 +84,8 @@ AGENT_ARGS = [
     "--reconcile-period", "60",
     "--state-dir", "/var/lib/stockade",
     "--log-level", "INFO",
+    "--ca-file", "/etc/stockade/ca/ca.crt",
+    "--token-file", "/var/run/secrets/stockade/token",
 ]
 
 
