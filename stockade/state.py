@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -216,22 +216,41 @@ def _rule_obj(r: Rule) -> list[object]:
             r.limit, r.comment]
 
 
-def canonical(state: NodeState) -> bytes:
-    """Deterministic bytes for the content of ``state`` (not its version)."""
+def set_hash(s: IPSet) -> str:
+    """sha256 of one set's canonical content (name included)."""
+    body = [s.name, s.type, s.family, s.counters, sorted(s.members), sorted(s.nomatch)]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+def chain_hash(c: Chain) -> str:
+    """sha256 of one chain's canonical content (name included)."""
+    body = [c.name, [_rule_obj(r) for r in c.rules]]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+def canonical_with(state: NodeState, set_h: Callable[[IPSet], str], chain_h: Callable[[Chain], str]) -> bytes:
+    """The top level of the digest: the node name, hooks, and the names and
+    content hashes of every set and chain.  Two levels keep a digest cheap
+    to recompute when a few sets change in a state of tens of thousands of
+    members (``stockade.wire.digest`` caches the per-object hashes)."""
     fams: dict[str, object] = {}
     for fam in FAMILIES:
         fs = state.family(fam)
         fams[fam] = {
-            "chains": {n: [_rule_obj(r) for r in fs.chains[n].rules] for n in sorted(fs.chains)},
+            "chains": [chain_h(fs.chains[n]) for n in sorted(fs.chains)],
             "hooks": [[h.builtin, h.target, h.position] for h in fs.hooks],
         }
     obj = {
         "node": state.node,
-        "sets": {n: [s.type, s.family, s.counters, sorted(s.members), sorted(s.nomatch)]
-                 for n, s in sorted(state.sets.items())},
+        "sets": [set_h(state.sets[n]) for n in sorted(state.sets)],
         "families": fams,
     }
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def canonical(state: NodeState) -> bytes:
+    """Deterministic bytes for the content of ``state`` (not its version)."""
+    return canonical_with(state, set_hash, chain_hash)
 
 
 def digest(state: NodeState) -> str:
