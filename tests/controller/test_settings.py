@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,61 @@ def test_errors(tmp_path: Path, argv: list[str], msg: str) -> None:
     argv = [str(kc) if a == "KC" else a for a in argv]
     with pytest.raises(SettingsError, match=msg):
         parse_args(argv, environ={})
+
+
+# -- channel security -------------------------------------------------------------
+
+
+def _security(tmp_path: Path, argv: list[str], namespace_file: str | None = None) -> object:
+    from controller.settings import build_parser, parse_security
+
+    kc = tmp_path / "kc"
+    kc.write_text("x")
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    argv = [str(tmp_path / a[5:]) if a.startswith("FILE:") else a for a in argv]
+    ns = build_parser().parse_args(["--kubeconfig", str(kc), *argv])
+    return parse_security(ns, namespace_file or str(tmp_path / "no-namespace-file"))
+
+
+@pytest.mark.parametrize(("argv", "want"), [
+    pytest.param([], ("self-signed", "tokenreview", "agent", "stockade-system"), id="defaults"),
+    pytest.param(["--insecure-grpc"], ("insecure", "none", "open", "stockade-system"), id="insecure"),
+    pytest.param(["--tls-mode", "insecure"], ("insecure", "none", "open", "stockade-system"), id="insecure-mode"),
+    pytest.param(["--insecure-grpc", "--auth", "tokenreview"], ("insecure", "tokenreview", "agent", "stockade-system"),
+                 id="insecure-with-tokens"),
+    pytest.param(["--tls-cert-file", "FILE:c.pem", "--tls-key-file", "FILE:k.pem", "--tls-ca-file", "FILE:ca.pem"],
+                 ("files", "tokenreview", "agent", "stockade-system"), id="files-implied"),
+    pytest.param(["--auth", "none"], ("self-signed", "none", "open", "stockade-system"), id="tls-without-auth"),
+    pytest.param(["--debug-rpcs", "off", "--namespace", "kube-stockade"], ("self-signed", "tokenreview", "off",
+                                                                          "kube-stockade"), id="debug-off"),
+])
+def test_security_flags(tmp_path: Path, argv: list[str], want: tuple[str, str, str, str]) -> None:
+    s: Any = _security(tmp_path, argv)
+    assert (s.tls_mode, s.auth, s.debug_rpcs, s.namespace) == want
+
+
+def test_namespace_defaults_to_the_pods_own(tmp_path: Path) -> None:
+    f = tmp_path / "namespace"
+    f.write_text("my-stockade\n")
+    s: Any = _security(tmp_path, [], str(f))
+    assert s.namespace == "my-stockade"
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    pytest.param(["--insecure-grpc", "--tls-mode", "files"], "--insecure-grpc: contradicts", id="contradiction"),
+    pytest.param(["--tls-mode", "files", "--tls-cert-file", "FILE:c.pem"], "--tls-key-file: required",
+                 id="files-incomplete"),
+    pytest.param(["--tls-cert-file", "/nonexistent.pem", "--tls-key-file", "FILE:k.pem", "--tls-ca-file",
+                  "FILE:ca.pem"], "--tls-cert-file: no such file", id="files-missing"),
+    pytest.param(["--insecure-grpc", "--tls-key-file", "FILE:k.pem"], "--tls-key-file: only used with --tls-mode files",
+                 id="file-without-files-mode"),
+    pytest.param(["--insecure-grpc", "--tls-san", "10.0.0.1"], "--tls-san: only used", id="san-without-self-signed"),
+    pytest.param(["--tls-san", "bad_name!"], "--tls-san: not a DNS name", id="bad-san"),
+    pytest.param(["--auth", "none", "--debug-rpcs", "agent"], "--debug-rpcs agent: needs --auth tokenreview",
+                 id="debug-agent-without-auth"),
+    pytest.param(["--namespace", " "], "--namespace: must not be empty", id="blank-namespace"),
+])
+def test_security_flag_errors(tmp_path: Path, argv: list[str], msg: str) -> None:
+    with pytest.raises(SettingsError, match=msg):
+        _security(tmp_path, argv)
