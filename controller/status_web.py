@@ -196,6 +196,15 @@ def render_page(st: Mapping[str, Any], now: float | None = None) -> str:
                 f'{_e(w.get("queued", 0))} queued, last publish {_ago(w.get("last_publish_unix"), now)}'
                 f' &middot; sent: {_e(d.get("snapshots_sent", 0))} snapshots, {_e(d.get("deltas_sent", 0))} deltas, '
                 f'{_e(d.get("in_syncs_sent", 0))} in-sync')
+    ch = st.get("channel")
+    if ch:
+        cert = ch.get("certificate") or {}
+        tls = (f'TLS {_e(ch.get("tls"))}' + (f' (certificate until {_e(str(cert["not_after"])[:10])})'
+                                             if cert.get("not_after") else "")
+               if ch.get("tls") != "insecure" else '<span class="badge warn">plaintext</span>')
+        auth = (f'agents proven by {_e(ch.get("auth"))}' if ch.get("auth") != "none"
+                else '<span class="badge warn">agents not authenticated</span>')
+        pipeline += f' &middot; gRPC: {tls}, {auth}, debug RPCs {_e(ch.get("debug_rpcs"))}'
     return tmpl.substitute(pipeline=pipeline,
         refresh=REFRESH_SECONDS, replica=_e(st.get("replica")),
         ready_badge=_badge(ready, "READY", "NOT READY (waiting for the first list of every kind)"),

@@ -71,6 +71,20 @@ def test_page_not_ready_and_empty() -> None:
     assert "NOT READY" in page and "no nodes yet" in page and "no NetworkPolicies" in page
 
 
+@pytest.mark.parametrize(("channel", "shown", "warned"), [
+    pytest.param({"tls": "self-signed", "auth": "tokenreview", "debug_rpcs": "agent",
+                  "certificate": {"not_after": "2027-11-26T10:00:00+00:00"}},
+                 "TLS self-signed (certificate until 2027-11-26), agents proven by tokenreview, debug RPCs agent",
+                 False, id="secure"),
+    pytest.param({"tls": "insecure", "auth": "none", "debug_rpcs": "open"}, "debug RPCs open", True,
+                 id="plaintext"),
+])
+def test_page_shows_the_channel(channel: dict[str, Any], shown: str, warned: bool) -> None:
+    page = render_page({**STATUS, "channel": channel}, now=1010.0)
+    assert shown in page
+    assert ("plaintext</span>" in page and "agents not authenticated" in page) is warned
+
+
 def test_node_state_json_is_deterministic() -> None:
     st = NodeState("n", {"stk-a": IPSet("stk-a", "hash:ip", "inet", frozenset({"10.0.0.2", "10.0.0.1"}))},
                    FamilyState({"STOCKADE-X": Chain("STOCKADE-X", (
