@@ -129,9 +129,10 @@ def openapi_v3_document(registry: Registry, group: str, version: str) -> JSON:
     """A group-version's OpenAPI v3 document with one PATCH operation per kind."""
     paths: JSON = {}
     prefix = "/" + _gv_path(group, version)
+    # Every kind gets the PATCH operation, create-only ones (TokenReview) too:
+    # kubectl looks only at PATCH operations when probing for server-side
+    # validation, and without /openapi/v2 it has no other way to validate.
     for rt in registry.in_group_version(group, version):
-        if "patch" not in rt.verbs:
-            continue
         scope = "/namespaces/{namespace}" if rt.namespaced else ""
         paths[f"{prefix}{scope}/{rt.plural}/{{name}}"] = {
             "patch": {

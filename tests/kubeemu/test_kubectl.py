@@ -212,3 +212,17 @@ async def test_get_watch_prints_table_rows(emu: KubeEmulator, kubectl: Kubectl) 
         await proc.wait()
     assert lines[0][:3] == ["EVENT", "NAME", "STATUS"]
     assert lines[1][:3] == ["ADDED", "watched", "Active"] and lines[2][:3] == ["DELETED", "watched", "Terminating"]
+
+
+async def test_create_tokenreview(emu: KubeEmulator, kubectl: Kubectl) -> None:
+    """``kubectl create -f`` of a TokenReview answers the review (the controller's check by hand)."""
+    await kubectl("apply", "-f", "-", stdin=MANIFESTS)
+    emu.store.create("serviceaccounts", {"metadata": {"name": "default"}}, "shop")  # web-0 runs as it
+    token = emu.issue_token("shop", "default", "web-0", ["stockade"])
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+              "spec": {"token": token, "audiences": ["stockade"]}}
+    out = json.loads(await kubectl("create", "-f", "-", "-o", "json", stdin=json.dumps(review)))
+    assert out["status"]["authenticated"] is True
+    assert out["status"]["user"]["username"] == "system:serviceaccount:shop:default"
+    assert out["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["web-0"]
+    assert "tokenreviews" in (await kubectl("api-resources", "--api-group", "authentication.k8s.io")).split()
