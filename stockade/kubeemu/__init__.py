@@ -11,8 +11,8 @@ on demand (cut watches, forced 410, delays, 5xx, HTML 502, stalls).
 Layout (pure core, thin I/O shells):
 ``errors`` (Status bodies), ``resources`` (kinds and registry),
 ``selectors``, ``patch``, ``protobuf`` (kubectl's typed create bodies),
-``store`` (versioned objects and history), ``discovery``, ``table`` and
-``faults`` are pure; ``watch``, ``server`` and ``admin`` are the HTTP
+``store`` (versioned objects and history), ``discovery``, ``table``,
+``tokens`` and ``faults`` are pure; ``watch``, ``server`` and ``admin`` are the HTTP
 shell; ``emulator`` is the lifecycle and ``main`` the
 ``stockade kube-emulator`` command.
 
@@ -63,7 +63,12 @@ and OpenAPI enough for an unmodified kubectl, and fault injection over HTTP.
 That is a stateful emulator rather than a scripted mock, and owning it in
 about 2,500 lines keeps its behaviour documented and testable here.
 
-Not modelled: authentication and authorization (plain HTTP, no users),
+TokenReview is served (``tokens``): ``emu.issue_token(...)`` or ``POST
+/_emulator/tokens`` mints pod-bound ServiceAccount tokens, reviewed as the
+real server does (bound pod alive, audiences, expiry).
+
+Not modelled: authentication and authorization of requests (plain HTTP, no
+users),
 admission and schema validation (NetworkPolicies are stored as given: the
 controller must cope with invalid ones), graceful deletion and finalizers
 (deletes are immediate), server-side apply, protobuf, multiple versions of a
