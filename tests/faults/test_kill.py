@@ -49,7 +49,7 @@ def merged(*seen: dict[str, int]) -> dict[str, int]:
     pytest.param("both", "ipset", 0.0, id="agent-and-controller"),
 ])
 async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: str, during: str,
-                                                 after: float) -> None:
+                                                 after: float, request: pytest.FixtureRequest) -> None:
     fl, pipe, lab = faultlab, faultlab.pipe, faultlab.run.lab
     assert pipe.controller is not None
     agent = pipe.agents[0]
@@ -85,7 +85,7 @@ async def test_sigkill_in_the_middle_of_an_apply(faultlab: FaultLab, victims: st
     st = await pipe.status()
     assert {p["key"] for p in st["policies"]} == {"x/web", "x/vault", "x/big2"}
     started = [ln for ln in pipe.agents[0].log_tail(40).splitlines() if "dataplane started" in ln]
-    report(f"sigkill-{victims}", killed_during=" ".join(writing[:2]) + (f" (+{after * 1000:.0f} ms)" if after else ""),
+    report(f"sigkill-{request.node.callspec.id}", killed_during=" ".join(writing[:2]) + (f" (+{after * 1000:.0f} ms)" if after else ""),
            blocks=BIG,
            restarted_agent=started[-1].split("; ", 1)[-1] if started and agent in chosen else "",
            dead_seconds=round(t_restart - t_kill, 2), converge_seconds=round(t_conv - t_restart, 2),
