@@ -33,6 +33,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from controller.certs import CertError, KeyPair, load_pair
 
 log = logging.getLogger("stockade.controller.tls")
@@ -47,12 +49,17 @@ class CaStoreError(RuntimeError):
 
 
 async def _call(fn: Callable[..., Any], *args: Any, timeout: float = 10.0, **kwargs: Any) -> tuple[int, Any]:
-    async with asyncio.timeout(timeout):
-        resp = await fn(*args, _preload_content=False, **kwargs)
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
+    """One API request as raw JSON: (HTTP status, parsed body or None); CaStoreError
+    when the API server cannot be reached (the start fails, Kubernetes restarts us)."""
+    try:
+        async with asyncio.timeout(timeout):
+            resp = await fn(*args, _preload_content=False, **kwargs)
+            try:
+                raw = await resp.read()
+            finally:
+                resp.release()
+    except (TimeoutError, OSError, aiohttp.ClientError) as e:
+        raise CaStoreError(f"cannot reach the API server for the CA objects ({type(e).__name__}: {e})") from None
     try:
         return int(resp.status), json.loads(raw) if raw else None
     except ValueError:

@@ -93,3 +93,9 @@ def test_files_mode_checks_the_material(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"--tls-key-file .*No such file"):
         serving_tls.from_files(str(tmp_path / "tls.crt"), str(tmp_path / "absent.key"), str(tmp_path / "ca.crt"),
                                NOW)
+
+
+async def test_api_server_unreachable_is_a_clear_start_failure(api: Any, emu: Any, ns: str) -> None:
+    await emu.stop()
+    with pytest.raises(ca_store.CaStoreError, match="cannot reach the API server for the CA objects"):
+        await ca_store.ensure_ca(api, ns, lambda: certs.new_ca(NOW))
