@@ -153,3 +153,19 @@ async def test_api_server_down_is_unavailable_not_unauthenticated(emu: Any, auth
         await auth.authorize(bearer(token), "n1", "stream")
     assert e.value.reason is Reason.REVIEW_FAILED and "HTTP 503" in e.value.message
     assert (await auth.authorize(bearer(token), "n1", "stream")).node == "n1"  # and then it works
+
+
+async def test_rejections_are_logged_at_most_once_per_reason_per_10s(api: Any, caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    auth = AgentAuthenticator(api, Expectation(NS), clock=lambda: now[0])
+    caplog.set_level("WARNING", logger="stockade.controller.auth")
+    for _ in range(3):
+        with pytest.raises(Rejection):
+            await auth.authorize([], "n1", "stream", peer="ipv4:10.1.2.3:4")
+    now[0] += 10.0
+    with pytest.raises(Rejection):
+        await auth.authorize([], "n1", "stream", peer="ipv4:10.1.2.3:4")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("rejected stream from ipv4:10.1.2.3:4 claiming node 'n1': no_token:")
+    assert "(2 more like it suppressed)" in lines[1]
