@@ -10,10 +10,10 @@ namespace names, addresses):
   (``ipset restore`` / ``iptables-restore``): a crash in the middle of an
   apply, not before or after it;
 * :class:`Partition` -- cut one node's network path to the control
-  namespace (API emulator and controller) with DROP rules in that node
-  namespace's ``raw`` table, both directions; the agent owns only the
-  ``filter`` table, so it neither sees nor removes them.  Pod traffic does
-  not use the control address and keeps flowing;
+  namespace (API emulator and controller), both directions, silently
+  (DROP in the ``raw`` table, which the agent does not touch) or with
+  REJECT in ``filter``, next to the agent's hooks.  Pod traffic
+  does not use the control address and keeps flowing;
 * :func:`arm` -- the API emulator's fault endpoints
   (``/_emulator/faults/...``);
 * :func:`write_retrying` -- write objects through an API that is being
@@ -135,34 +135,56 @@ class KillOnApply:
 # ---------------------------------------------------------------- partition
 
 class Partition:
-    """DROP everything between node namespace ``netns`` and the control
-    address, in the ``raw`` table (before conntrack and before the agent's
-    ``filter`` rules).  :meth:`cut` and :meth:`restore` are idempotent; the
-    namespace's deletion removes the rules too."""
+    """Cut everything between node namespace ``netns`` and the control
+    address, both directions.  ``mode``:
 
-    RULES = (("OUTPUT", "-d"), ("PREROUTING", "-s"))
+    * ``"drop"``: DROP in the ``raw`` table (before conntrack, before the
+      agent's ``filter`` rules): a silent black hole; open TCP streams just
+      stall and resume by retransmission after the restore;
+    * ``"reject"``: REJECT ``--reject-with tcp-reset`` appended to the
+      ``filter`` table's INPUT and OUTPUT (after the agent's own hooks,
+      which it keeps first: a rule inserted above them is a moved hook to
+      the agent's kernel read-back), which the agent must leave alone.
+      Measured: the open gRPC stream is blocked but not reset (it resumes
+      after the restore); new connections are refused.
 
-    def __init__(self, netns: str, peer: str = CONTROL_IP) -> None:
+    :meth:`cut` and :meth:`restore` are idempotent; the namespace's
+    deletion removes the rules too."""
+
+    RULES = {
+        "drop": [("raw", "OUTPUT", ["-d", "{peer}/32", "-j", "DROP"]),
+                 ("raw", "PREROUTING", ["-s", "{peer}/32", "-j", "DROP"])],
+        "reject": [("filter", "OUTPUT", ["-d", "{peer}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]),
+                  ("filter", "INPUT", ["-s", "{peer}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"])],
+    }
+
+    def __init__(self, netns: str, mode: str = "drop", peer: str = CONTROL_IP) -> None:
+        if mode not in self.RULES:
+            raise ValueError(f"partition mode {mode!r}: one of {sorted(self.RULES)}")
         self.netns = netns
+        self.mode = mode
         self.peer = peer
         self.active = False
 
-    def _ipt(self, op: str, chain: str, direction: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.netns, "iptables", "-w", "5", "-t", "raw", op, chain,
-                               direction, f"{self.peer}/32", "-j", "DROP"],
+    def _ipt(self, op: str, table: str, chain: str, spec: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.netns, "iptables", "-w", "5", "-t", table, op, chain,
+                               *[x.format(peer=self.peer) for x in spec]],
                               capture_output=True, text=True, timeout=15)
 
     def cut(self) -> None:
-        for chain, direction in self.RULES:
-            r = self._ipt("-I", chain, direction)
+        for table, chain, spec in self.RULES[self.mode]:
+            r = self._ipt("-I" if table == "raw" else "-A", table, chain, spec)
             if r.returncode != 0:
                 raise RuntimeError(f"cutting {self.netns}: {r.stderr.strip()}")
         self.active = True
 
+    def rules_present(self) -> int:
+        return sum(self._ipt("-C", t, c, spec).returncode == 0 for t, c, spec in self.RULES[self.mode])
+
     def restore(self) -> None:
-        for chain, direction in self.RULES:
-            while self._ipt("-C", chain, direction).returncode == 0:
-                r = self._ipt("-D", chain, direction)
+        for table, chain, spec in self.RULES[self.mode]:
+            while self._ipt("-C", table, chain, spec).returncode == 0:
+                r = self._ipt("-D", table, chain, spec)
                 if r.returncode != 0:
                     raise RuntimeError(f"restoring {self.netns}: {r.stderr.strip()}")
         self.active = False

@@ -1,8 +1,11 @@
 """The network between node-1 and the controller cut, then restored.
 
-Injected with DROP rules in node-1's namespace (``raw`` table, both
-directions, the control address only: pod traffic still flows; see
-``inject.Partition``).  During the cut two changes are written: a new
+Injected inside node-1's namespace for the control address only (pod
+traffic still flows; see ``inject.Partition``), both directions, two ways:
+silently (DROP in ``raw``) and with REJECT in ``filter`` (next to the
+agent's hooks, which must leave it alone).  Opt-in (``STOCKADE_FAULTS_LONG=1``):
+a 45 s silent cut, past the gRPC keepalive (20-30 s + 10 s), so the stream
+is declared dead and the agent reconnects through its backoff.  During the cut two changes are written: a new
 policy isolating x/other (on node-1: web -> other goes from allowed to
 denied) and a big policy on x/web (node-0).  Asserted, with the prober
 running throughout:
@@ -18,6 +21,7 @@ running throughout:
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -36,11 +40,21 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(150)]
 CUT_SECONDS = 4.0  # how long the node stays cut off (checked, not slept, while it lasts)
 
 
-async def test_node_cut_from_controller_keeps_state_and_converges_after(faultlab: FaultLab) -> None:
+LONG = pytest.mark.skipif(not os.environ.get("STOCKADE_FAULTS_LONG"),
+                          reason="a 45 s cut (past the gRPC keepalive): set STOCKADE_FAULTS_LONG=1")
+
+
+@pytest.mark.parametrize(("mode", "hold"), [
+    pytest.param("drop", CUT_SECONDS, id="drop"),
+    pytest.param("reject", CUT_SECONDS, id="reject"),
+    pytest.param("drop", 45.0, id="drop-45s-past-keepalive", marks=[LONG, pytest.mark.timeout(240)]),
+])
+async def test_node_cut_from_controller_keeps_state_and_converges_after(faultlab: FaultLab, mode: str,
+                                                                        hold: float) -> None:
     fl, pipe, lab = faultlab, faultlab.pipe, faultlab.run.lab
     n0, n1 = node_name(0), node_name(1)
     before = node_row(await pipe.status(), n1)["desired_digest"]
-    cut = Partition(lab.plan.node_ns(1))
+    cut = Partition(lab.plan.node_ns(1), mode)
     async with watching(lab, FORBIDDEN, [("x/client", "x/web", 80)]) as w:
         try:
             cut.cut()
@@ -59,14 +73,18 @@ async def test_node_cut_from_controller_keeps_state_and_converges_after(faultlab
             # node-1 cannot have it: the controller's acked digest for it is still the old one
             assert node_row(st, n1)["applied_digest"] == before
             checks = 0
-            while time.monotonic() - t_cut < CUT_SECONDS or checks < 2:
+            connected = True
+            while time.monotonic() - t_cut < hold or checks < 2:
                 # fail-static: node-1 enforces exactly its pre-cut state
                 assert await agent_digest(pipe, 1) == before
                 assert await kernel_matches(pipe, 1, before) == ""
                 assert await fl.observe("x/web", "x/other") == "allow"  # the isolating policy is not there yet
-                assert node_row(await pipe.status(), n1)["applied_digest"] == before
+                row = node_row(await pipe.status(), n1)
+                assert row["applied_digest"] == before
+                connected = bool(row.get("connected"))
                 checks += 1
             cut_seconds = time.monotonic() - t_cut
+            assert cut.rules_present() == 2  # nobody (the agent's writes included) removed them
         finally:
             cut.restore()
         t_restore = time.monotonic()
@@ -76,6 +94,7 @@ async def test_node_cut_from_controller_keeps_state_and_converges_after(faultlab
         assert digests[n1] != before
         assert await fl.observe("x/web", "x/other") == "deny"
     assert w.forbidden_allowed == 0, w.failures()
-    report("partition-node-controller", cut_seconds=round(cut_seconds, 2), fail_static_checks=checks,
+    report(f"partition-{mode}-{hold:.0f}s", cut_seconds=round(cut_seconds, 2), fail_static_checks=checks,
+           controller_saw_node1_connected_at_end_of_cut=connected,
            converge_seconds=round(t_conv - t_restore, 2), forbidden_probes=w.forbidden_tries,
            forbidden_allowed=w.forbidden_allowed, allowed_dropped=w.allowed_denied, probe_errors=w.errors)
