@@ -45,6 +45,7 @@ AGENT_SERVICE_ACCOUNT = "stockade-agent"
 AGENT_POD_LABELS: Mapping[str, str] = {"app.kubernetes.io/name": "stockade-agent"}
 EXTRA = "authentication.kubernetes.io/"
 SA_PREFIX = "system:serviceaccount:"
+MAX_TOKEN_BYTES = 16 * 1024
 
 
 class Reason(enum.StrEnum):
@@ -134,9 +135,14 @@ def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str:
     raw = values[0]
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     scheme, _, token = text.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Rejection(Reason.BAD_HEADER, "authorization metadata must be 'Bearer <token>'")
-    return token.strip()
+    # ServiceAccount tokens are JWTs of a few KB: junk is refused without
+    # costing the API server a TokenReview.
+    if token.count(".") != 2 or len(token) > MAX_TOKEN_BYTES:
+        raise Rejection(Reason.UNAUTHENTICATED, "not a ServiceAccount token (expected a JWT)")
+    return token
 
 
 def token_key(token: str) -> str:

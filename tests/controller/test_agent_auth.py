@@ -121,11 +121,16 @@ async def test_refused_and_counted(emu: Any, auth: AgentAuthenticator, make: Any
     assert rejected(reason.value) == before + 1
 
 
-async def test_no_token_is_refused_without_asking_the_api(emu: Any, auth: AgentAuthenticator) -> None:
+@pytest.mark.parametrize(("metadata", "reason"), [
+    pytest.param([("user-agent", "x")], Reason.NO_TOKEN, id="no-token"),
+    pytest.param([("authorization", "Bearer garbage")], Reason.UNAUTHENTICATED, id="not-a-jwt"),
+])
+async def test_junk_is_refused_without_asking_the_api(emu: Any, auth: AgentAuthenticator,
+                                                      metadata: list[tuple[str, str]], reason: Reason) -> None:
     reviews = emu.tokens.reviews
     with pytest.raises(Rejection) as e:
-        await auth.authorize([("user-agent", "x")], "n1", "debug")
-    assert e.value.reason is Reason.NO_TOKEN and emu.tokens.reviews == reviews
+        await auth.authorize(metadata, "n1", "debug")
+    assert e.value.reason is reason and emu.tokens.reviews == reviews
 
 
 async def test_successes_are_cached_by_token(emu: Any, auth: AgentAuthenticator) -> None:

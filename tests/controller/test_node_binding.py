@@ -129,9 +129,9 @@ def test_claiming_another_node_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("metadata", "want"), [
-    pytest.param([("authorization", "Bearer abc.def")], "abc.def", id="bearer"),
-    pytest.param([("Authorization", "bearer  abc ")], "abc", id="case-and-spaces"),
-    pytest.param([("x", "y"), ("authorization", b"Bearer t")], "t", id="bytes"),
+    pytest.param([("authorization", "Bearer abc.def.ghi")], "abc.def.ghi", id="bearer"),
+    pytest.param([("Authorization", "bearer  a.b.c ")], "a.b.c", id="case-and-spaces"),
+    pytest.param([("x", "y"), ("authorization", b"Bearer t.u.v")], "t.u.v", id="bytes"),
 ])
 def test_bearer_token(metadata: list[tuple[str, Any]], want: str) -> None:
     assert bearer_token(metadata) == want
@@ -142,6 +142,8 @@ def test_bearer_token(metadata: list[tuple[str, Any]], want: str) -> None:
     pytest.param([("user-agent", "grpcurl")], Reason.NO_TOKEN, id="other-metadata"),
     pytest.param([("authorization", "Basic dXNlcg==")], Reason.BAD_HEADER, id="basic"),
     pytest.param([("authorization", "Bearer ")], Reason.BAD_HEADER, id="empty"),
+    pytest.param([("authorization", "Bearer not-a-jwt")], Reason.UNAUTHENTICATED, id="not-a-jwt"),
+    pytest.param([("authorization", "Bearer a.b." + "c" * 20000)], Reason.UNAUTHENTICATED, id="huge"),
 ])
 def test_bearer_token_missing(metadata: Any, reason: Reason) -> None:
     with pytest.raises(Rejection) as e:
