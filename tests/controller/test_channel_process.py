@@ -69,3 +69,40 @@ async def test_processes_agent_gets_its_state_and_a_liar_nothing(emu: Any, kube:
     finally:
         for p in reversed(procs):
             await stop(p)
+
+
+async def test_the_documented_lab_recipe(emu: Any, kube: Kube, kubeconfig: str, tmp_path: Path) -> None:
+    """docs/reliability.md, "Agent channel": the steps the lab needs, over HTTP only
+    (the lab's runner reaches the emulator through its admin API, not its Python
+    object): controller with --tls-san for the IP agents dial, bundle read from
+    the ConfigMap, tokens minted at /_emulator/tokens, agents without --server-name."""
+    import aiohttp
+
+    await cluster(emu, kube)  # step 1: namespace, ServiceAccount, one agent pod per node
+    procs: list[asyncio.subprocess.Process] = []
+    lines: list[str] = []
+    try:
+        ctl = await spawn("controller", "--kubeconfig", kubeconfig, "--grpc-listen", "127.0.0.1:0",
+                          "--http-listen", "127.0.0.1:0", "--replica-id", "lab-0", "--namespace", NS,
+                          "--tls-san", "127.0.0.1")  # step 2
+        procs.append(ctl)
+        assert ctl.stdout is not None
+        port = int((await read_until(ctl.stdout, STARTED.pattern, lines)).group(1))
+        await read_until(ctl.stdout, r"controller READY", lines)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{emu.url}/api/v1/namespaces/{NS}/configmaps/stockade-ca") as r:  # step 3
+                ca = write(tmp_path / "ca.crt", (await r.json())["data"]["ca.crt"])
+            body = {"namespace": NS, "serviceAccount": "stockade-agent", "pod": "agent-n2",
+                    "audiences": ["stockade"], "ttlSeconds": 3600}
+            async with http.post(f"{emu.url}/_emulator/tokens", json=body) as r:  # step 4
+                token = write(tmp_path / "token-n2", (await r.json())["token"])
+        agent = await spawn("agent", "--kernel", "fake", "--node-name", "n2", "--controller", f"127.0.0.1:{port}",
+                            "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                            "--state-dir", str(tmp_path / "n2"), "--ca-file", ca, "--token-file", token)  # step 5
+        procs.append(agent)
+        assert agent.stdout is not None
+        agent_lines: list[str] = []
+        await read_until(agent.stdout, r"applied snapshot version \d+|in sync with controller", agent_lines)
+    finally:
+        for p in reversed(procs):
+            await stop(p)
