@@ -25,11 +25,11 @@ MAIN = ("converge_seconds", "converge_after_last_write_seconds", "converge_after
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'fault':<28} {'converge s':>10} {'forbidden probes':>16} {'let through':>11} {'allowed dropped':>15}"
+    head = f"{'fault':<40} {'converge s':>10} {'forbidden probes':>16} {'let through':>11} {'allowed dropped':>15}"
     out = [head, "-" * len(head)]
     for r in rows:
         conv = next((r[k] for k in MAIN[:3] if k in r), "")
-        out.append(f"{r['fault']:<28} {conv!s:>10} {r.get('forbidden_probes', '')!s:>16} "
+        out.append(f"{r['fault']:<40} {conv!s:>10} {r.get('forbidden_probes', '')!s:>16} "
                    f"{r.get('forbidden_allowed', '')!s:>11} {r.get('allowed_dropped', '')!s:>15}")
         rest = {k: v for k, v in r.items() if k not in (*MAIN, "fault", "unix")}
         out.append("    " + json.dumps(rest, sort_keys=True))
