@@ -31,11 +31,6 @@ def _with_rule(rule: Rule, extra_sets: dict[str, IPSet] | None = None) -> NodeSt
     return NodeState(GOOD.node, {**GOOD.sets, **(extra_sets or {})}, FamilyState(chains, GOOD.v4.hooks), GOOD.v6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "nodeagent/validate.py _all_canonical_ipv4: re.fullmatch of '(?:IPv4\\n)*' over the joined members keeps "
-    "~750 bytes of regex backtracking state per member: 100,000 members allocate ~75 MiB, 1,000,000 members "
-    "grow the agent's RSS by ~750 MiB (measured with ru_maxrss) on every snapshot Dataplane.apply validates. "
-    "Fix: check each member with a compiled fullmatch (as stockade/wire/verify.py does: 0.1 MiB, 1 s for 1M)"))
 def test_validate_incoming_checks_a_big_set_in_bounded_memory() -> None:
     state = big_state(frozenset([f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(100_000)]))
     tracemalloc.start()
