@@ -22,6 +22,7 @@ from stockade.state import (
     NodeState,
     StateError,
     check_member,
+    short,
     validate,
 )
 
@@ -78,9 +79,9 @@ def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
             continue
         if not (s.type == "hash:ip" and s.family == "inet" and _all_canonical_ipv4(fresh_m)):
             for m in fresh_m:
-                check_member(s, m, f"sets[{name!r}].members")
+                check_member(s, m, f"sets[{short(name)}].members")
         for m in fresh_n:
-            check_member(s, m, f"sets[{name!r}].nomatch")
+            check_member(s, m, f"sets[{short(name)}].nomatch")
         keep = not (s.members or s.nomatch) or (s.nomatch and s.type != "hash:net")
         light[name] = s if keep else IPSet(s.name, s.type, s.family, frozenset(), frozenset(), s.counters, s.comment)
     fams: list[FamilyState] = []

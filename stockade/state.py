@@ -35,6 +35,7 @@ SET_PREFIX = "stk"
 CHAIN_PREFIX = "STOCKADE-"
 MAX_SET_NAME = 31  # ipset's IPSET_MAXNAMELEN - 1
 MAX_CHAIN_NAME = 28  # iptables' XT_EXTENSION_MAXNAMELEN - 1 for user chains
+SHORT = 80  # longest part of a name or value echoed in an error message
 
 Family = Literal["inet", "inet6"]
 SetType = Literal["hash:ip", "hash:net", "hash:ip,port"]
@@ -52,6 +53,19 @@ BUILTIN_CHAINS: tuple[str, ...] = ("INPUT", "FORWARD", "OUTPUT")
 
 class StateError(ValueError):
     """A NodeState or NodeDelta that is not well formed (names the field)."""
+
+
+def short(value: object, limit: int = SHORT) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters of
+    ``value`` (plus its length): names and values come from the controller
+    and are echoed back in acks and logs, so a megabyte name must not make
+    a megabyte error."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}\u2026 ({len(value)} chars)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}\u2026 ({len(text)} chars)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +299,7 @@ def _members_delta(o: IPSet, s: IPSet) -> SetMembersDelta:
 def diff(old: NodeState, new: NodeState) -> NodeDelta:
     """The delta that turns ``old`` into ``new`` (same node)."""
     if old.node != new.node:
-        raise StateError(f"diff: node {old.node!r} != {new.node!r}")
+        raise StateError(f"diff: node {short(old.node)} != {short(new.node)}")
     ups: list[IPSet] = []
     members: list[SetMembersDelta] = []
     for name, s in new.sets.items():
@@ -320,18 +334,18 @@ def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
     """``state`` with ``delta`` applied.  Raises StateError when the delta
     does not fit (a member change for a set that does not exist, ...)."""
     if delta.node != state.node:
-        raise StateError(f"delta for node {delta.node!r} applied to {state.node!r}")
+        raise StateError(f"delta for node {short(delta.node)} applied to {short(state.node)}")
     sets = dict(state.sets)
     for n in delta.sets_removed:
         if n not in sets:
-            raise StateError(f"sets_removed: no set {n!r}")
+            raise StateError(f"sets_removed: no set {short(n)}")
         del sets[n]
     for s in delta.sets_upserted:
         sets[s.name] = s
     for md in delta.set_members:
         cur = sets.get(md.name)
         if cur is None:
-            raise StateError(f"set_members: no set {md.name!r}")
+            raise StateError(f"set_members: no set {short(md.name)}")
         sets[md.name] = cur.with_members((cur.members - md.removed) | md.added,
                                          (cur.nomatch - md.nomatch_removed) | md.nomatch_added)
     fams: dict[str, FamilyState] = {}
@@ -341,7 +355,7 @@ def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
         for f, cname in delta.chains_removed:
             if f == fam:
                 if cname not in chains:
-                    raise StateError(f"chains_removed: no {fam} chain {cname!r}")
+                    raise StateError(f"chains_removed: no {fam} chain {short(cname)}")
                 del chains[cname]
         for f, c in delta.chains_upserted:
             if f == fam:
@@ -364,15 +378,15 @@ def validate(state: NodeState) -> None:
     a rule naming a set or chain that does not exist, a set used with the
     wrong family.  Member syntax is checked by :func:`check_member`."""
     for name, s in state.sets.items():
-        where = f"sets[{name!r}]"
+        where = f"sets[{short(name)}]"
         if s.name != name:
-            raise StateError(f"{where}.name: {s.name!r} differs from its key")
+            raise StateError(f"{where}.name: {short(s.name)} differs from its key")
         if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_NAME:
             raise StateError(f"{where}.name: must start with {SET_PREFIX!r} and be at most {MAX_SET_NAME} characters")
         if s.type not in SET_TYPES:
-            raise StateError(f"{where}.type: unknown set type {s.type!r}")
+            raise StateError(f"{where}.type: unknown set type {short(s.type)}")
         if s.family not in FAMILIES:
-            raise StateError(f"{where}.family: unknown family {s.family!r}")
+            raise StateError(f"{where}.family: unknown family {short(s.family)}")
         if s.nomatch and s.type != "hash:net":
             raise StateError(f"{where}.nomatch: only hash:net sets take nomatch members")
         for m in s.members:
@@ -382,29 +396,29 @@ def validate(state: NodeState) -> None:
     for fam in FAMILIES:
         fs = state.family(fam)
         for cname, c in fs.chains.items():
-            where = f"{fam}.chains[{cname!r}]"
+            where = f"{fam}.chains[{short(cname)}]"
             if c.name != cname:
-                raise StateError(f"{where}.name: {c.name!r} differs from its key")
+                raise StateError(f"{where}.name: {short(c.name)} differs from its key")
             if not cname.startswith(CHAIN_PREFIX) or len(cname) > MAX_CHAIN_NAME:
                 raise StateError(f"{where}.name: must start with {CHAIN_PREFIX!r} and be at most {MAX_CHAIN_NAME} characters")
             for i, r in enumerate(c.rules):
                 _check_rule(state, fam, r, f"{where}.rules[{i}]")
         for i, h in enumerate(fs.hooks):
             if h.builtin not in BUILTIN_CHAINS:
-                raise StateError(f"{fam}.hooks[{i}].builtin: unknown chain {h.builtin!r}")
+                raise StateError(f"{fam}.hooks[{i}].builtin: unknown chain {short(h.builtin)}")
             if h.target not in fs.chains:
-                raise StateError(f"{fam}.hooks[{i}].target: no chain {h.target!r}")
+                raise StateError(f"{fam}.hooks[{i}].target: no chain {short(h.target)}")
 
 
 def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
     if r.action not in ACTIONS:
-        raise StateError(f"{where}.action: unknown action {r.action!r}")
+        raise StateError(f"{where}.action: unknown action {short(r.action)}")
     if r.action == "JUMP" and r.target not in state.family(fam).chains:
-        raise StateError(f"{where}.target: no chain {r.target!r}")
+        raise StateError(f"{where}.target: no chain {short(r.target)}")
     if r.action == "MARK" and r.set_mark is None:
         raise StateError(f"{where}.set_mark: MARK needs a mark")
     if r.proto is not None and r.proto not in PROTOS:
-        raise StateError(f"{where}.proto: unknown protocol {r.proto!r}")
+        raise StateError(f"{where}.proto: unknown protocol {short(r.proto)}")
     if r.dport is not None:
         if r.proto is None:
             raise StateError(f"{where}.dport: a port needs a protocol")
@@ -414,12 +428,12 @@ def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
     for sm in r.sets:
         s = state.sets.get(sm.set)
         if s is None:
-            raise StateError(f"{where}.sets: no set {sm.set!r}")
+            raise StateError(f"{where}.sets: no set {short(sm.set)}")
         if s.family != fam:
-            raise StateError(f"{where}.sets: set {sm.set!r} is {s.family}, rule is {fam}")
+            raise StateError(f"{where}.sets: set {short(sm.set)} is {s.family}, rule is {fam}")
         want = 2 if s.type == "hash:ip,port" else 1
         if len(sm.dirs) != want or any(d not in ("src", "dst") for d in sm.dirs):
-            raise StateError(f"{where}.sets: set {sm.set!r} ({s.type}) needs {want} direction(s)")
+            raise StateError(f"{where}.sets: set {short(sm.set)} ({s.type}) needs {want} direction(s)")
 
 
 def check_member(s: IPSet, member: str, where: str) -> None:
@@ -427,7 +441,7 @@ def check_member(s: IPSet, member: str, where: str) -> None:
     import ipaddress
 
     def bad(why: str) -> StateError:
-        return StateError(f"{where}: {member!r} is not a valid {s.type} {s.family} member ({why})")
+        return StateError(f"{where}: {short(member)} is not a valid {s.type} {s.family} member ({why})")
 
     ver = 4 if s.family == "inet" else 6
     try:
@@ -452,7 +466,8 @@ def check_member(s: IPSet, member: str, where: str) -> None:
     except ValueError as e:
         if isinstance(e, StateError):
             raise
-        raise bad(str(e)) from None
+        why = str(e)  # ipaddress quotes the whole value: cut it
+        raise bad(why if len(why) <= 2 * SHORT else f"{why[:2 * SHORT]}\u2026") from None
 
 
 # --------------------------------------------------------------------------

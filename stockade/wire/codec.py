@@ -12,7 +12,8 @@ arrived with the announced number of parts.
 
 Decoding is strict: an unknown enum value, a part for another version, a
 marker whose part count does not match, a part of the wrong kind in the
-middle of an assembly all raise :class:`WireError` naming what is wrong.
+middle of an assembly all raise :class:`WireError` naming what is wrong
+(names and values cut by ``stockade.state.short``: errors go back in acks).
 It does not validate the *content* (``stockade.state.validate``) nor
 compare digests: the agent's client does that, because it owns the
 decision to reject.
@@ -35,6 +36,7 @@ from stockade.state import (
     Rule,
     SetMatch,
     SetMembersDelta,
+    short,
 )
 from stockade.v1 import stockade_pb2 as pb
 from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update, WireError
@@ -67,11 +69,11 @@ def _enum(table: Mapping[Any, Any], value: Any, where: str) -> Any:
     try:
         return table[value]
     except KeyError:
-        raise WireError(f"{where}: unknown value {value}") from None
+        raise WireError(f"{where}: unknown value {short(value)}") from None
 
 
 def _bad(where: str, what: str, value: Any) -> WireError:
-    return WireError(f"{where}.{what}: unknown value {value}")
+    return WireError(f"{where}.{what}: unknown value {short(value)}")
 
 
 # --------------------------------------------------------------------------
@@ -305,15 +307,15 @@ def _gather_sets(sets: Iterable[pb.IPSet], acc: dict[str, _SetAcc], where: str) 
     for m in sets:
         typ, fam = _SETTYPE_R.get(m.type), _FAMILY_R.get(m.family)
         if typ is None:
-            raise _bad(f"{where}[{m.name!r}]", "type", m.type)
+            raise _bad(f"{where}[{short(m.name)}]", "type", m.type)
         if fam is None:
-            raise _bad(f"{where}[{m.name!r}]", "family", m.family)
+            raise _bad(f"{where}[{short(m.name)}]", "family", m.family)
         header = (m.name, typ, fam, m.counters, m.comment)
         a = acc.get(m.name)
         if a is None:
             a = acc[m.name] = _SetAcc(header)
         elif a.header != header:
-            raise WireError(f"{where}[{m.name!r}]: parts of one set disagree on its header")
+            raise WireError(f"{where}[{short(m.name)}]: parts of one set disagree on its header")
         a.members.extend(m.members)
         a.nomatch.extend(m.nomatch)
 
@@ -327,12 +329,12 @@ class _RuleWhere:
         self.where, self.name, self.index = where, name, index
 
     def __call__(self) -> str:
-        return f"{self.where}[{self.name!r}].rules[{self.index}]"
+        return f"{self.where}[{short(self.name)}].rules[{self.index}]"
 
 
 def _gather_chains(chains: Iterable[pb.Chain], acc: dict[tuple[Family, str], list[Rule]], where: str) -> None:
     for c in chains:
-        fam: Family = _enum(_FAMILY_R, c.family, f"{where}[{c.name!r}].family")
+        fam: Family = _enum(_FAMILY_R, c.family, f"{where}[{short(c.name)}].family")
         rules = acc.setdefault((fam, c.name), [])
         base = len(rules)
         for i, r in enumerate(c.rules, base):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from stockade.state import IPSet, NodeDelta, NodeState, StateError, check_member, validate
+from stockade.state import IPSet, NodeDelta, NodeState, StateError, check_member, short, validate
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
@@ -46,12 +46,12 @@ def check_members(s: IPSet, members: Iterable[str], where: str) -> None:
 def _structure(state: NodeState, member_sets: dict[str, tuple[IPSet, Iterable[str], Iterable[str]]]) -> None:
     for name, s in state.sets.items():
         if s.nomatch and s.type != "hash:net":
-            raise StateError(f"sets[{name!r}].nomatch: only hash:net sets take nomatch members")
+            raise StateError(f"sets[{short(name)}].nomatch: only hash:net sets take nomatch members")
     shells = {n: s.with_members(frozenset(), frozenset()) for n, s in state.sets.items()}
     validate(NodeState(state.node, shells, state.v4, state.v6))
     for name, (s, members, nomatch) in member_sets.items():
-        check_members(s, members, f"sets[{name!r}].members")
-        check_members(s, nomatch, f"sets[{name!r}].nomatch")
+        check_members(s, members, f"sets[{short(name)}].members")
+        check_members(s, nomatch, f"sets[{short(name)}].nomatch")
 
 
 def validate_state(state: NodeState) -> None:
@@ -69,11 +69,11 @@ def validate_after_delta(new: NodeState, delta: NodeDelta) -> None:
         for md in delta.set_members:
             cur = new.sets.get(md.name)
             if cur is None:
-                raise StateError(f"set_members: no set {md.name!r}")
-            check_members(cur, md.added, f"sets[{md.name!r}].members")
-            check_members(cur, md.nomatch_added, f"sets[{md.name!r}].nomatch")
+                raise StateError(f"set_members: no set {short(md.name)}")
+            check_members(cur, md.added, f"sets[{short(md.name)}].members")
+            check_members(cur, md.nomatch_added, f"sets[{short(md.name)}].nomatch")
             if md.nomatch_added and cur.type != "hash:net":
-                raise StateError(f"sets[{md.name!r}].nomatch: only hash:net sets take nomatch members")
+                raise StateError(f"sets[{short(md.name)}].nomatch: only hash:net sets take nomatch members")
         return
     checks: dict[str, tuple[IPSet, Iterable[str], Iterable[str]]] = {}
     for s in delta.sets_upserted:

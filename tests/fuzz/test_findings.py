@@ -56,12 +56,6 @@ def _ack_error(u: Any) -> str:
     return asyncio.run(go())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stockade/state.py validate() puts the set's key in every message (sets[{name!r}]...), unbounded: a "
-    "snapshot with a 1 MB set name is refused with a 1 MB error, which nodeagent/client.py _reject logs and "
-    "sends back in Ack.error (a name over ~4 MB would make the ack exceed gRPC's default 4 MiB receive limit at "
-    "the controller and break the stream). Fix: cut names in StateError messages (e.g. reprlib, 80 chars) or "
-    "cap Ack.error in AgentClient._reject"))
 def test_a_snapshot_with_a_megabyte_set_name_is_refused_with_a_short_error() -> None:
     sets = {**GOOD.sets, HUGE_NAME: IPSet(HUGE_NAME, "hash:ip", "inet")}
     bad = NodeState(GOOD.node, sets, GOOD.v4, GOOD.v6)
@@ -69,10 +63,6 @@ def test_a_snapshot_with_a_megabyte_set_name_is_refused_with_a_short_error() -> 
     assert len(err) < 4096, f"ack error of {len(err)} characters"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stockade/wire/codec.py _gather_sets/_enum: WireError messages embed the set name unbounded "
-    "(\"snapshot.sets['<1 MB>'].type: unknown value 0\"); the agent acks the whole megabyte back. "
-    "Fix: cut names in WireError messages"))
 def test_a_malformed_part_with_a_megabyte_name_is_refused_with_a_short_error() -> None:
     m = pb.ControllerMessage()
     m.snapshot_part.version = 2
