@@ -45,9 +45,15 @@ _HEADER_OPTS = ("-i", "-o", "-p")
 def quote(arg: str) -> str:
     """Quote a string value (comment, NFLOG prefix) exactly as iptables-save
     does (xtables_save_string): bare when it is only [A-Za-z0-9_-], else in
-    double quotes with ``" \\ '`` escaped.  iptables-restore reads both."""
+    double quotes with ``" \\ '`` escaped.  iptables-restore reads both.
+
+    A control character cannot be quoted (a newline ends the restore line
+    and the batch fails half-way): ``stockade.state.validate`` refuses
+    such values, so one here is a broken invariant and raises."""
     if arg and all(c in _SAFE for c in arg):
         return arg
+    if any(c < " " or c == "\x7f" for c in arg):
+        raise ValueError(f"restore value {arg[:80]!r} has a control character (validate() should have refused it)")
     return '"' + "".join("\\" + c if c in "\"\\'" else c for c in arg) + '"'
 
 

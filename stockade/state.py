@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,6 +36,16 @@ SET_PREFIX = "stk"
 CHAIN_PREFIX = "STOCKADE-"
 MAX_SET_NAME = 31  # ipset's IPSET_MAXNAMELEN - 1
 MAX_CHAIN_NAME = 28  # iptables' XT_EXTENSION_MAXNAMELEN - 1 for user chains
+# Set and chain names: what the compiler's content-hash names use
+# (controller.naming); no whitespace or quotes, so restore input never
+# needs to quote them.
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+# Free-text rule values (comment, NFLOG prefix...): printable ASCII, so a
+# restore line stays one line and the length limits count bytes.
+_PRINTABLE = re.compile(r"[ -~]*")
+# Interface names: printable ASCII without blanks, '/', quotes or
+# backslashes (rendered bare), possibly ending in iptables' '+' wildcard.
+_IFACE = re.compile(r"[^\x00- !/\"'\\\x7f-\U0010ffff]+")
 SHORT = 80  # longest part of a name or value echoed in an error message
 
 Family = Literal["inet", "inet6"]
@@ -374,15 +385,23 @@ def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
 
 def validate(state: NodeState) -> None:
     """Raise StateError naming the first thing that is wrong: a name outside
-    Stockade's prefix or too long, an unknown set type/family/protocol/action,
-    a rule naming a set or chain that does not exist, a set used with the
-    wrong family.  Member syntax is checked by :func:`check_member`."""
+    Stockade's prefix, too long or with characters outside [A-Za-z0-9_.:-],
+    an unknown set type/family/protocol/action, a rule naming a set or
+    chain that does not exist, a set used with the wrong family, a rule
+    string with a character outside printable ASCII.  Member syntax is
+    checked by :func:`check_member`.
+
+    Everything the agent renders into restore input is checked here, so
+    a state that passes never makes ``ipset restore`` or
+    ``iptables-restore`` fail half-way (after the set phase wrote)."""
     for name, s in state.sets.items():
         where = f"sets[{short(name)}]"
         if s.name != name:
             raise StateError(f"{where}.name: {short(s.name)} differs from its key")
         if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_NAME:
             raise StateError(f"{where}.name: must start with {SET_PREFIX!r} and be at most {MAX_SET_NAME} characters")
+        if not _NAME.fullmatch(name):
+            raise StateError(f"{where}.name: only letters, digits and _ . : - are allowed")
         if s.type not in SET_TYPES:
             raise StateError(f"{where}.type: unknown set type {short(s.type)}")
         if s.family not in FAMILIES:
@@ -401,6 +420,8 @@ def validate(state: NodeState) -> None:
                 raise StateError(f"{where}.name: {short(c.name)} differs from its key")
             if not cname.startswith(CHAIN_PREFIX) or len(cname) > MAX_CHAIN_NAME:
                 raise StateError(f"{where}.name: must start with {CHAIN_PREFIX!r} and be at most {MAX_CHAIN_NAME} characters")
+            if not _NAME.fullmatch(cname):
+                raise StateError(f"{where}.name: only letters, digits and _ . : - are allowed")
             for i, r in enumerate(c.rules):
                 _check_rule(state, fam, r, f"{where}.rules[{i}]")
         for i, h in enumerate(fs.hooks):
@@ -434,6 +455,29 @@ def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
         want = 2 if s.type == "hash:ip,port" else 1
         if len(sm.dirs) != want or any(d not in ("src", "dst") for d in sm.dirs):
             raise StateError(f"{where}.sets: set {short(sm.set)} ({s.type}) needs {want} direction(s)")
+    _check_values(r, where)
+
+
+def _text(value: str, where: str) -> None:
+    if not _PRINTABLE.fullmatch(value):
+        bad = next(c for c in value if not " " <= c <= "~")
+        raise StateError(f"{where}: {short(value)} has a character outside printable ASCII ({bad!r})")
+
+
+def _check_values(r: Rule, where: str) -> None:
+    """The rule's free values, as restore input can carry them: printable
+    ASCII (a control character would end the restore line), interface
+    names rendered bare."""
+    for field_name, value in (("comment", r.comment), ("nflog_prefix", r.nflog_prefix), ("limit", r.limit)):
+        _text(value, f"{where}.{field_name}")
+    for field_name, iface in (("in_iface", r.in_iface), ("out_iface", r.out_iface)):
+        if iface:
+            _text(iface, f"{where}.{field_name}")
+            if not _IFACE.fullmatch(iface):
+                raise StateError(f"{where}.{field_name}: {short(iface)} is not an interface name "
+                                 "(no blanks, '!', '/', quotes or backslashes)")
+    for i, st in enumerate(r.ctstate):
+        _text(st, f"{where}.ctstate[{i}]")
 
 
 def check_member(s: IPSet, member: str, where: str) -> None:

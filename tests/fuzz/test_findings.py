@@ -90,14 +90,6 @@ REFUSED_BY_THE_KERNEL = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stockade/state.py validate() accepts control characters in rule strings (comment, nflog_prefix, "
-    "in_iface, out_iface, limit, ctstate) and whitespace in set/chain names; nodeagent/restore_builder.py quote() "
-    "does not escape newlines, so iptables-restore (or ipset restore) refuses the batch. The agent acks the "
-    "failure and keeps its last good state in its bookkeeping, but nodeagent/dataplane.py already ran the ipset "
-    "phase: the new set and a shadow set (stks0~...) stay in the kernel, and the dataplane retries the same "
-    "state forever. Fix: validate() refuses characters outside [ -~] in rule strings and names outside "
-    "[A-Za-z0-9_.:-] (checked before anything is written)"))
 @pytest.mark.parametrize("bad", REFUSED_BY_THE_KERNEL)
 def test_an_update_the_kernel_refuses_is_refused_before_touching_the_kernel(bad: NodeState) -> None:
     async def go() -> tuple[bool, bool]:
