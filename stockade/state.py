@@ -36,6 +36,12 @@ SET_PREFIX = "stk"
 CHAIN_PREFIX = "STOCKADE-"
 MAX_SET_NAME = 31  # ipset's IPSET_MAXNAMELEN - 1
 MAX_CHAIN_NAME = 28  # iptables' XT_EXTENSION_MAXNAMELEN - 1 for user chains
+# Kernel limits on rule values (what iptables-restore refuses beyond them).
+MAX_COMMENT = 255  # xt_comment: 256 bytes with the NUL
+MAX_NFLOG_PREFIX = 63  # xt_NFLOG: 64 bytes with the NUL
+MAX_NFLOG_GROUP = 65535  # a u16
+MAX_IFACE = 15  # IFNAMSIZ - 1
+CTSTATES: tuple[str, ...] = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "DNAT")
 # Set and chain names: what the compiler's content-hash names use
 # (controller.naming); no whitespace or quotes, so restore input never
 # needs to quote them.
@@ -46,6 +52,11 @@ _PRINTABLE = re.compile(r"[ -~]*")
 # Interface names: printable ASCII without blanks, '/', quotes or
 # backslashes (rendered bare), possibly ending in iptables' '+' wildcard.
 _IFACE = re.compile(r"[^\x00- !/\"'\\\x7f-\U0010ffff]+")
+# ``N/unit``, unit a lower-case prefix of second/minute/hour/day (what
+# iptables accepts and :func:`_canonical_limit` maps to iptables-save's spelling).
+_LIMIT = re.compile(r"([1-9][0-9]{0,9})/(s(?:e(?:c(?:o(?:n(?:d)?)?)?)?)?|m(?:i(?:n(?:u(?:t(?:e)?)?)?)?)?|h(?:o(?:u(?:r)?)?)?|d(?:a(?:y)?)?)")
+_LIMIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+XT_LIMIT_SCALE = 10000  # xt_limit: a rate above 10000/second (scaled per unit) is "too fast"
 SHORT = 80  # longest part of a name or value echoed in an error message
 
 Family = Literal["inet", "inet6"]
@@ -388,8 +399,8 @@ def validate(state: NodeState) -> None:
     Stockade's prefix, too long or with characters outside [A-Za-z0-9_.:-],
     an unknown set type/family/protocol/action, a rule naming a set or
     chain that does not exist, a set used with the wrong family, a rule
-    string with a character outside printable ASCII.  Member syntax is
-    checked by :func:`check_member`.
+    value the kernel would refuse (see :func:`_check_values`), a hook
+    position below 1.  Member syntax is checked by :func:`check_member`.
 
     Everything the agent renders into restore input is checked here, so
     a state that passes never makes ``ipset restore`` or
@@ -429,6 +440,8 @@ def validate(state: NodeState) -> None:
                 raise StateError(f"{fam}.hooks[{i}].builtin: unknown chain {short(h.builtin)}")
             if h.target not in fs.chains:
                 raise StateError(f"{fam}.hooks[{i}].target: no chain {short(h.target)}")
+            if not (isinstance(h.position, int) and h.position >= 1):
+                raise StateError(f"{fam}.hooks[{i}].position: {short(h.position)} is not a position (1, 2, ...)")
 
 
 def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
@@ -458,26 +471,42 @@ def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
     _check_values(r, where)
 
 
-def _text(value: str, where: str) -> None:
+def _text(value: str, where: str, limit: int) -> None:
     if not _PRINTABLE.fullmatch(value):
         bad = next(c for c in value if not " " <= c <= "~")
         raise StateError(f"{where}: {short(value)} has a character outside printable ASCII ({bad!r})")
+    if len(value) > limit:
+        raise StateError(f"{where}: {short(value)} is longer than the kernel's {limit} characters")
 
 
 def _check_values(r: Rule, where: str) -> None:
-    """The rule's free values, as restore input can carry them: printable
-    ASCII (a control character would end the restore line), interface
-    names rendered bare."""
-    for field_name, value in (("comment", r.comment), ("nflog_prefix", r.nflog_prefix), ("limit", r.limit)):
-        _text(value, f"{where}.{field_name}")
+    """The rule's free values, as the kernel takes them: printable ASCII
+    (a control character would end the restore line), within xt_comment's,
+    NFLOG's and IFNAMSIZ's lengths, known conntrack states, a limit rate
+    iptables parses, an NFLOG group that fits a u16."""
+    _text(r.comment, f"{where}.comment", MAX_COMMENT)
+    _text(r.nflog_prefix, f"{where}.nflog_prefix", MAX_NFLOG_PREFIX)
     for field_name, iface in (("in_iface", r.in_iface), ("out_iface", r.out_iface)):
         if iface:
-            _text(iface, f"{where}.{field_name}")
+            _text(iface, f"{where}.{field_name}", MAX_IFACE)
             if not _IFACE.fullmatch(iface):
                 raise StateError(f"{where}.{field_name}: {short(iface)} is not an interface name "
                                  "(no blanks, '!', '/', quotes or backslashes)")
     for i, st in enumerate(r.ctstate):
-        _text(st, f"{where}.ctstate[{i}]")
+        if st not in CTSTATES:
+            raise StateError(f"{where}.ctstate[{i}]: unknown conntrack state {short(st)} "
+                             f"(one of {', '.join(CTSTATES)})")
+    if len(set(r.ctstate)) != len(r.ctstate):
+        raise StateError(f"{where}.ctstate: a state is listed twice")
+    if r.limit:
+        m = _LIMIT.fullmatch(r.limit)
+        if m is None:
+            raise StateError(f"{where}.limit: {short(r.limit)} is not a rate like 10/second "
+                             "(N/second, minute, hour or day, or a prefix: 10/sec, 10/s)")
+        if XT_LIMIT_SCALE * _LIMIT_SECONDS[m.group(2)[0]] // int(m.group(1)) == 0:
+            raise StateError(f"{where}.limit: {short(r.limit)} is faster than iptables' limit match takes")
+    if not (isinstance(r.nflog_group, int) and 0 <= r.nflog_group <= MAX_NFLOG_GROUP):
+        raise StateError(f"{where}.nflog_group: {short(r.nflog_group)} is not in 0..{MAX_NFLOG_GROUP}")
 
 
 def check_member(s: IPSet, member: str, where: str) -> None:

@@ -80,6 +80,85 @@ def test_validate_names_what_is_wrong(state: NodeState, message: str) -> None:
         validate(state)
 
 
+def _with_rule(rule: Rule) -> NodeState:
+    return _state(frozenset(), (rule,))
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        pytest.param(Rule("DROP", comment="a\nb"), r"rules\[0\]\.comment: .*printable ASCII", id="newline-comment"),
+        pytest.param(Rule("DROP", comment="caf\u00e9"), r"\.comment: .*printable ASCII", id="non-ascii-comment"),
+        pytest.param(Rule("DROP", comment="c" * 256), r"\.comment: .*longer than the kernel's 255", id="comment-256"),
+        pytest.param(Rule("NFLOG", nflog_prefix="p" * 64), r"\.nflog_prefix: .*63", id="nflog-prefix-64"),
+        pytest.param(Rule("NFLOG", nflog_group=65536), r"\.nflog_group: 65536", id="nflog-group-u16"),
+        pytest.param(Rule("NFLOG", nflog_group=-1), r"\.nflog_group: -1", id="nflog-group-negative"),
+        pytest.param(Rule("DROP", in_iface="i" * 16), r"\.in_iface: .*15", id="iface-16"),
+        pytest.param(Rule("DROP", out_iface="a b"), r"\.out_iface: .*not an interface name", id="iface-blank"),
+        pytest.param(Rule("DROP", out_iface="a/b"), r"\.out_iface: .*not an interface name", id="iface-slash"),
+        pytest.param(Rule("DROP", ctstate=("NEW", "BOGUS")), r"\.ctstate\[1\]: unknown conntrack state 'BOGUS'",
+                     id="ctstate-unknown"),
+        pytest.param(Rule("DROP", ctstate=("new",)), r"\.ctstate\[0\]", id="ctstate-lower-case"),
+        pytest.param(Rule("DROP", ctstate=("NEW", "NEW")), r"\.ctstate: .*twice", id="ctstate-twice"),
+        pytest.param(Rule("DROP", limit="10"), r"\.limit: '10' is not a rate", id="limit-no-unit"),
+        pytest.param(Rule("DROP", limit="10/seconds"), r"\.limit: .*not a rate", id="limit-bad-unit"),
+        pytest.param(Rule("DROP", limit="0/second"), r"\.limit: .*not a rate", id="limit-zero"),
+        pytest.param(Rule("DROP", limit="20000/second"), r"\.limit: .*faster", id="limit-too-fast"),
+    ],
+)
+def test_validate_refuses_rule_values_the_kernel_refuses(rule: Rule, message: str) -> None:
+    with pytest.raises(StateError, match=message):
+        validate(_with_rule(rule))
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param(Rule("DROP", comment="default/allow-web ingress[0]"), id="policy-comment"),
+        pytest.param(Rule("DROP", comment="a'b\\c \"d\" ~!"), id="quotes-in-comment"),
+        pytest.param(Rule("DROP", comment="c" * 255), id="comment-255"),
+        pytest.param(Rule("NFLOG", nflog_group=65535, nflog_prefix="stockade-drop-ingress", limit="10/second"),
+                     id="nflog"),
+        pytest.param(Rule("NFLOG", nflog_prefix="p" * 63, limit="1/d"), id="nflog-prefix-63"),
+        pytest.param(Rule("DROP", limit="10000/s"), id="limit-10000-per-second"),
+        pytest.param(Rule("DROP", limit="5/min"), id="limit-min"),
+        pytest.param(Rule("DROP", limit="2/hour"), id="limit-hour"),
+        pytest.param(Rule("DROP", in_iface="veth+", out_iface="i" * 15), id="ifaces"),
+        pytest.param(Rule("DROP", ctstate=("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")),
+                     id="all-ctstates"),
+    ],
+)
+def test_validate_accepts_what_the_kernel_takes(rule: Rule) -> None:
+    validate(_with_rule(rule))
+
+
+@pytest.mark.parametrize("name", ["stk-z z", "stk-a\n", "stk-\u00e9", "stk-a\"b", "stk-a/b"])
+def test_validate_refuses_set_names_outside_the_name_alphabet(name: str) -> None:
+    state = NodeState("n0", {name: IPSet(name, "hash:ip", "inet")})
+    with pytest.raises(StateError, match=r"\.name: only letters, digits and _ \. : - are allowed"):
+        validate(state)
+
+
+def test_validate_refuses_a_chain_name_outside_the_name_alphabet() -> None:
+    state = NodeState("n0", v4=FamilyState({"STOCKADE-A B": Chain("STOCKADE-A B", ())}))
+    with pytest.raises(StateError, match=r"chains\['STOCKADE-A B'\]\.name: only letters"):
+        validate(state)
+
+
+def test_validate_refuses_hook_position_0() -> None:
+    s = _state(frozenset(), ())
+    bad = NodeState(s.node, s.sets, FamilyState(s.v4.chains, (Hook("FORWARD", "STOCKADE-FORWARD", 0),)))
+    with pytest.raises(StateError, match=r"inet\.hooks\[0\]\.position: 0"):
+        validate(bad)
+
+
+def test_validate_cuts_a_huge_name_in_its_message() -> None:
+    name = "stk-" + "y" * 100_000
+    with pytest.raises(StateError) as e:
+        validate(NodeState("n0", {name: IPSet(name, "hash:ip", "inet")}))
+    assert len(str(e.value)) < 300 and "(100004 chars)" in str(e.value)
+
+
 def test_apply_delta_rejects_member_change_of_missing_set() -> None:
     d = diff(_state(frozenset({"198.18.0.1"}), ()), _state(frozenset({"198.18.0.2"}), ()))
     with pytest.raises(StateError, match="no set"):

@@ -104,11 +104,6 @@ def test_an_update_the_kernel_refuses_is_refused_before_touching_the_kernel(bad:
     assert ok or unchanged, "the update was refused, yet the kernel changed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stockade/state.py validate() (the agent's check) accepts rule values the kernel refuses, so the apply "
-    "fails after the ipset phase (see the test above): NFLOG group > 65535 (u16), NFLOG prefix > 63 characters, "
-    "comment > 255 characters (xt_comment), interface names > 15 characters (IFNAMSIZ), unknown conntrack "
-    "states, malformed limit rates, a hook position of 0. Fix: check these in _check_rule / the hook loop"))
 @pytest.mark.parametrize("rule", [
     pytest.param(Rule("NFLOG", nflog_group=70_000), id="nflog-group"),
     pytest.param(Rule("NFLOG", nflog_group=1, nflog_prefix="p" * 100), id="nflog-prefix"),
