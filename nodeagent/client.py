@@ -42,10 +42,14 @@ from stockade.state import NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
 from stockade.wire.digest import DigestCache
-from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update
+from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update, WireError
 from stockade.wire.verify import validate_after_delta, validate_state
 
 log = logging.getLogger("stockade.agent.client")
+
+# Longest Ack.error (and last_error) sent back: the controller logs and stores it,
+# and an ack must stay far below gRPC's 4 MiB receive limit.
+MAX_ACK_ERROR = 2048
 
 
 class ApplyResult(Protocol):
@@ -244,6 +248,10 @@ class AgentClient:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return delivered
+                if msg is None:
+                    # grpc.aio's read() gives None when the response deserializer
+                    # raised (it logs "Exception deserializing message!"): not EOF
+                    raise WireError("undecodable message from the controller (not a ControllerMessage)")
                 update = asm.feed(msg)
                 if update is None:
                     continue
@@ -302,7 +310,7 @@ class AgentClient:
             r = None
             err = f"apply raised {_describe(e)}"
         else:
-            err = "" if r.ok else (r.error or "apply failed")
+            err = "" if r.ok else _bounded(r.error or "apply failed")
         seconds: float = float(getattr(r, "seconds", 0.0) or (time.monotonic() - t0))
         writes = int(getattr(r, "writes", 0) or 0)
         if err:
@@ -330,6 +338,7 @@ class AgentClient:
                    drift_repairs=self.drift_repairs())
 
     def _reject(self, version: int, error: str) -> Ack:
+        error = _bounded(error)
         self.last_error = error
         self.rejects += 1
         log.error("rejected update version %d, keeping the last good state and asking for a snapshot: %s",
@@ -342,6 +351,14 @@ class AgentClient:
                 "version": self.version, "digest": self.digest, "counts": dict(self.counts),
                 "last_error": self.last_error, "last_apply_unix": self.last_apply_unix,
                 "applies": self.applies, "rejects": self.rejects, "connects": self.connects}
+
+
+def _bounded(error: str) -> str:
+    """``error`` cut to ``MAX_ACK_ERROR`` characters: a last line of defence
+    (validation and codec messages already cut the names they echo)."""
+    if len(error) <= MAX_ACK_ERROR:
+        return error
+    return f"{error[:MAX_ACK_ERROR - 40]}\u2026 ({len(error)} chars)"
 
 
 def _describe(e: BaseException) -> str:

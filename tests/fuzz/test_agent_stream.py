@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import pytest
 
 from stockade.state import digest
 from stockade.v1 import stockade_pb2 as pb
@@ -95,13 +94,6 @@ async def test_undecodable_bytes_end_the_stream_and_the_agent_reconnects_with_it
         await asyncio.sleep(0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "nodeagent/client.py _session: when a message does not decode, grpc.aio logs 'Exception deserializing "
-    "response!' and call.read() returns None; the client passes None to Assembler.feed, which raises "
-    "AttributeError (\"'NoneType' object has no attribute 'WhichOneof'\"), and that is what last_error and the "
-    "log say. The stream does end and the agent reconnects with its state (test above), but the error does not "
-    "say what happened. Fix: treat a None read as 'undecodable message from the controller' (end the stream with "
-    "that error)"))
 async def test_undecodable_bytes_are_reported_as_such() -> None:
     ctl = _RawController(_garbage(random.Random(2)))
     async with raw_controller(ctl) as addr, agent([addr], RecordingApplier()) as c:
