@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -49,7 +50,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from hypothesis import strategies as st
 
-from controller import evaluate_cli
+from controller import evaluate_cli, parse_objects, parse_selectors
 from controller import parse as parse_mod
 from controller.parse import ParseError, PolicyInvalid, parse_namespace, parse_node, parse_pod, parse_policy
 from nodeagent import plan as planmod
@@ -124,11 +125,16 @@ class Target:
 
 
 def _clear_parse_caches() -> None:
-    parse_mod._SELECTORS.clear()
-    parse_mod._LABELS.clear()
-    for v in vars(parse_mod).values():
-        if callable(getattr(v, "cache_clear", None)):
-            v.cache_clear()
+    """Interning dicts and every ``lru_cache`` of ``controller.parse`` and
+    of its parts (``controller.parse_*``, all imported by it) emptied."""
+    parse_selectors._SELECTORS.clear()
+    parse_objects._LABELS.clear()
+    for name, mod in list(sys.modules.items()):
+        if name != "controller.parse" and not name.startswith("controller.parse_"):
+            continue
+        for v in vars(mod).values():
+            if callable(getattr(v, "cache_clear", None)):
+                v.cache_clear()
 
 
 def _check_policy_invalid(e: PolicyInvalid) -> None:
