@@ -314,7 +314,7 @@ class AgentClient:
         seconds: float = float(getattr(r, "seconds", 0.0) or (time.monotonic() - t0))
         writes = int(getattr(r, "writes", 0) or 0)
         if err:
-            self.last_error = f"{kind} version {version}: {err}"
+            self.last_error = _bounded(f"{kind} version {version}: {err}")
             self.rejects += 1
             log.error("apply of %s version %d failed, keeping the last good state: %s", kind, version, err)
             return Ack(version, False, self.last_error, self.digest, self.version, seconds,
