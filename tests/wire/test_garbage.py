@@ -183,3 +183,23 @@ async def test_malformed_messages_over_the_wire(garbage: Any, why: str) -> None:
             assert second.applied_digest == digest(s1)
             assert c.state == s1 and app.applied == [s1]
             await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("fail", [
+    pytest.param("x" * 1_000_000, id="apply-error"),
+    pytest.param("", id="reject-error"),
+])
+async def test_ack_errors_are_capped(fail: str) -> None:
+    """The last line of defence: however long the error, the ack carries at
+    most MAX_ACK_ERROR characters (and says how long it was)."""
+    from nodeagent.client import MAX_ACK_ERROR
+    from stockade.wire.messages import Rejected
+
+    app = RecordingApplier()
+    app.fail = fail
+    c = AgentClient(ClientSettings("n1", ["127.0.0.1:9"]), app)
+    s = make_state()
+    u: Any = Snapshot(s, 1, digest(s)) if fail else Rejected(1, "y" * 1_000_000)
+    ack = await c.handle(u)
+    assert not ack.ok and len(ack.error) <= MAX_ACK_ERROR and "chars)" in ack.error
+    assert c.last_error == ack.error
