@@ -54,7 +54,6 @@ state beyond the interning caches; this module itself holds no code,
 only the public names.
 """
 
-
 from __future__ import annotations
 
 from controller.model import Namespace as Namespace
