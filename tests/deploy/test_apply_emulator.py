@@ -24,11 +24,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _emulator_class() -> Any:
-    kubeemu = pytest.importorskip("stockade.kubeemu", reason="the API emulator (stockade.kubeemu) has not landed")
-    cls = getattr(kubeemu, "KubeEmulator", None)
-    if cls is None:
-        pytest.skip("stockade.kubeemu exists but exports no KubeEmulator yet (the emulator has not landed)")
-    return cls
+    from stockade.kubeemu import KubeEmulator
+
+    return KubeEmulator
 
 
 async def _kubectl(kubeconfig: Path, cache: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:

@@ -10,7 +10,6 @@ loopback ports, as the kubelet would start them.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -91,8 +90,6 @@ def _healthy(http_port: int, agent: Agent, within: float) -> bool:
 
 
 def test_a_surge_agent_starts_beside_the_old_one(tmp_path: Path) -> None:
-    if importlib.util.find_spec("nodeagent.main") is None:
-        pytest.skip("nodeagent.main has not landed yet")
     grpc_port, http_port = _free_port(), _free_port()
     old = Agent(grpc_port, http_port, tmp_path / "old")
     new = None
