@@ -3,7 +3,8 @@
 * ``run CASE_OR_DIR...`` -- build a lab per case, run it through the real
   pipeline, print the result document (``stockade.lab.runner``);
 * ``up`` -- build a bare lab (nodes, a few echo pods, an outside host;
-  ``--pipeline`` adds the emulator, controller and agents), print its
+  ``--pipeline`` adds the emulator, controller and agents, their channel
+  TLS + agent tokens unless ``--insecure-grpc``), print its
   namespaces and wait for Ctrl-C / SIGTERM; for poking around by hand;
 * ``clean`` -- remove leftovers of killed runs (``stockade.lab.cleanup``).
 
@@ -23,6 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+INSECURE_HELP = ("plaintext controller-agent channel without agent tokens (default: TLS with the "
+                 "controller's own CA, agents admitted by pod-bound tokens, as in a real cluster)")
 
 
 def _need_root() -> bool:
@@ -58,7 +62,7 @@ def run_cancellable(make: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool) -> int:
+async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool, insecure: bool = False) -> int:
     from stockade.lab.cluster import Lab
     from stockade.lab.topology import External, gateway
 
@@ -78,7 +82,7 @@ async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool) ->
             from stockade.lab import processes
             from stockade.lab.pipeline import Pipeline, local_kubeconfig
 
-            pipe = Pipeline(lab)
+            pipe = Pipeline(lab, insecure=insecure)
             await pipe.start()
             status = await pipe.forward(processes.CONTROLLER_HTTP)
             api = await pipe.forward(processes.EMULATOR_PORT)
@@ -111,12 +115,14 @@ def main(argv: list[str]) -> int:
     r.add_argument("--isolate", action="store_true",
                    help="a fresh lab and pipeline for every case (default: cases with the same nodes and "
                         "outside hosts share one, emptied between cases)")
+    r.add_argument("--insecure-grpc", action="store_true", help=INSECURE_HELP)
     u = sub.add_parser("up", help="build a bare lab and wait (Ctrl-C tears it down)")
     u.add_argument("--nodes", type=int, default=2)
     u.add_argument("--mode", choices=("bridged", "routed"), default="bridged")
     u.add_argument("--pods-per-node", type=int, default=2)
     u.add_argument("--pipeline", action="store_true",
                    help="also run the API emulator, controller and agents (status page and API on 127.0.0.1)")
+    u.add_argument("--insecure-grpc", action="store_true", help=INSECURE_HELP)
     c = sub.add_parser("clean", help="remove leftovers of killed lab runs")
     c.add_argument("--force", action="store_true", help="also runs whose owner is still alive")
     args = ap.parse_args(argv)
@@ -131,14 +137,15 @@ def main(argv: list[str]) -> int:
         return 0
     if args.cmd == "up":
         try:
-            return run_cancellable(lambda: _up(args.nodes, args.mode, args.pods_per_node, args.pipeline))
+            return run_cancellable(lambda: _up(args.nodes, args.mode, args.pods_per_node, args.pipeline,
+                                               args.insecure_grpc))
         except asyncio.CancelledError:
             return 130
     from stockade.lab.runner import run_paths
 
     try:
         return run_cancellable(lambda: run_paths(args.cases, args.mode, args.probe_timeout, args.keep_logs,
-                                                    args.isolate))
+                                                    args.isolate, args.insecure_grpc))
     except asyncio.CancelledError:
         print("stockade lab run: interrupted; lab torn down", file=sys.stderr)
         return 130

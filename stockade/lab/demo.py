@@ -2,7 +2,9 @@
 
 Builds a lab (``stockade.lab.cluster``) of three nodes and an outside host,
 runs the real pipeline in it (``stockade.lab.pipeline``: API emulator,
-controller with its status page, one agent per node), then takes the
+controller with its status page, one agent per node; their channel TLS
+with agent tokens as in a real cluster, plaintext with ``--insecure-grpc``),
+then takes the
 recipe cases (packaged in ``stockade.lab.recipes``) one after another: it
 creates the recipe's namespaces and pods, prints the reachability matrix
 (real packets), applies the recipe's policies, waits -- with a progress
@@ -110,14 +112,15 @@ class Recipe:
 
 
 class Demo:
-    def __init__(self, recipes: list[Recipe], nodes: int, mode: Mode, probe_timeout: float) -> None:
+    def __init__(self, recipes: list[Recipe], nodes: int, mode: Mode, probe_timeout: float,
+                 insecure: bool = False) -> None:
         self.recipes = recipes
         ext: dict[str, str] = {}
         for r in recipes:
             for x in r.case.external:
                 ext.setdefault(x.name, x.ip)
         self.lab = Lab(nodes, mode, tuple(External(n, ip) for n, ip in ext.items()), probe_timeout=probe_timeout)
-        self.pipe = Pipeline(self.lab)
+        self.pipe = Pipeline(self.lab, insecure=insecure)
         self.policies: set[tuple[str, str]] = set()
         self.namespaces: set[str] = set()
         self.results: list[tuple[str, int, int]] = []
@@ -131,7 +134,8 @@ class Demo:
             for name, ps in external_ports(r.case, r.stages).items():
                 ports.setdefault(name, set()).update(ps)
         await asyncio.gather(*(lab.serve_external(n, sorted(p)) for n, p in ports.items()))
-        await with_progress("API emulator, controller, agents", self.pipe.start())
+        channel = "plaintext channel" if self.pipe.insecure else "TLS channel, agent tokens"
+        await with_progress(f"API emulator, controller, agents ({channel})", self.pipe.start())
         status = await listen_forward(self.pipe, processes.CONTROLLER_HTTP, status_port)
         api = await listen_forward(self.pipe, processes.EMULATOR_PORT, api_port)
         assert self.pipe.kubeconfig is not None
@@ -245,7 +249,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     if not recipes:
         out("stockade demo: no recipe matched")
         return 2
-    demo = Demo(recipes, args.nodes, args.mode, args.probe_timeout)
+    demo = Demo(recipes, args.nodes, args.mode, args.probe_timeout, getattr(args, "insecure_grpc", False))
     demo.lab.keep_logs = args.keep_logs
     try:
         status, _api, kc = await demo.start(args.status_port, args.api_port)
@@ -288,6 +292,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--only", metavar="TEXT", help="only recipes whose name contains TEXT")
     ap.add_argument("--probe-timeout", type=float, default=1.0)
     ap.add_argument("--keep-logs", action="store_true", help="copy process logs to /tmp/stockade-lab-logs/RUNID")
+    ap.add_argument("--insecure-grpc", action="store_true",
+                    help="plaintext controller-agent channel without agent tokens (default: TLS + tokens)")
     ap.add_argument("--status-port", type=int, default=processes.CONTROLLER_HTTP,
                     help="127.0.0.1 port for the status page (default 7701; any free port if taken)")
     ap.add_argument("--api-port", type=int, default=processes.EMULATOR_PORT,

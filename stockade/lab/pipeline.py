@@ -16,6 +16,15 @@ port-forward (``stockade.lab.portforward``), and waits for convergence:
 That is the agents' acknowledgement, never a blind sleep.  Restarting the
 controller or one agent is here too (the end-to-end tests use it).
 
+The agent channel runs as in an operator's cluster (``stockade.lab.channel``):
+before the controller starts, the agents' Namespace, ServiceAccount and
+hostNetwork DaemonSet pods exist at the emulator; the controller serves TLS
+with its own CA (its certificate naming 198.19.0.250) and admits an agent
+only with a token bound to that node's agent pod; each agent trusts the
+bundle read from the ConfigMap ``stockade-ca`` and sends a token minted at
+the emulator (re-minted before it expires).  ``insecure=True`` keeps the
+plaintext channel without agent authentication (``--insecure-grpc``).
+
 It does not decide what to write (``stockade.cases`` and the runner do) and
 it does not probe.
 """
@@ -36,6 +45,7 @@ import yaml  # type: ignore[import-untyped]
 
 from stockade.cases import ObjectOp
 from stockade.lab import processes
+from stockade.lab.channel import SecureChannel
 from stockade.lab.cluster import Lab
 from stockade.lab.nssocket import http_get
 from stockade.lab.portforward import PortForward
@@ -55,6 +65,8 @@ PATHS = {
     "Namespace": ("/api/v1", "namespaces", False),
     "Node": ("/api/v1", "nodes", False),
     "Pod": ("/api/v1", "pods", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
 }
 
@@ -177,6 +189,8 @@ class Pipeline:
     forwards: list[PortForward] = field(default_factory=list)
     kubeconfig: KubeConfig | None = None
     kubeconfig_path: str = ""
+    insecure: bool = False  # plaintext channel, no agent tokens (the controller's --insecure-grpc)
+    channel: SecureChannel | None = None  # the CA bundle and token files (None: insecure)
 
     @property
     def workdir(self) -> str:
@@ -192,7 +206,13 @@ class Pipeline:
         self.kubeconfig = read_kubeconfig(self.kubeconfig_path)
         fwd = await self.forward(processes.EMULATOR_PORT)
         self.kube = KubeClient(self.kubeconfig, fwd.local)
+        if not self.insecure:
+            self.channel = SecureChannel(self.kube, self.workdir, lab.nodes)
+            await self.channel.create_objects()  # the controller checks agents against these pods
         await self.start_controller()
+        if self.channel is not None:
+            await self.channel.mint_all()
+            self.channel.start_rotation()
         await asyncio.gather(*(self.start_agent(i) for i in range(lab.nodes)))
 
     async def wait_listening(self, port: int, timeout: float = 20.0) -> None:
@@ -221,10 +241,15 @@ class Pipeline:
 
     async def start_controller(self) -> None:
         """Start the controller; return once its gRPC port accepts (so the
-        agents never start in a reconnect backoff)."""
+        agents never start in a reconnect backoff) and, on the secure
+        channel, its CA bundle is in the agents' file (re-read after a
+        restart, as the kubelet syncs the ConfigMap)."""
         self.controller = await self.lab.start_process(
-            "controller", self.lab.plan.control_ns, processes.controller_argv(self.kubeconfig_path, CONTROL_IP))
+            "controller", self.lab.plan.control_ns,
+            processes.controller_argv(self.kubeconfig_path, CONTROL_IP, insecure=self.insecure))
         await self.wait_listening(processes.CONTROLLER_GRPC)
+        if self.channel is not None:
+            await self.channel.fetch_ca()
 
     async def start_agent(self, i: int) -> None:
         state_dir = os.path.join(self.workdir, f"agent-{node_name(i)}")
@@ -232,7 +257,9 @@ class Pipeline:
         self.agents[i] = await self.lab.start_process(
             f"agent-{node_name(i)}", self.lab.plan.node_ns(i),
             processes.agent_argv(node_name(i), CONTROL_IP, node_ip(i), state_dir, self.backend,
-                                 bridged=self.lab.mode == "bridged"))
+                                 bridged=self.lab.mode == "bridged",
+                                 ca_file=self.channel.ca_file if self.channel else "",
+                                 token_file=self.channel.token_file(i) if self.channel else ""))
 
     async def restart_controller(self) -> None:
         assert self.controller is not None
@@ -301,6 +328,8 @@ class Pipeline:
         return seen
 
     async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
         if self.kube is not None:
             await self.kube.close()
         for pf in self.forwards:

@@ -157,17 +157,26 @@ def emulator_argv(listen: str, kubeconfig: str) -> list[str]:
     return [*stockade(), "kube-emulator", "--listen", listen, "--kubeconfig-out", kubeconfig]
 
 
-def controller_argv(kubeconfig: str, ip: str, replica: str = "lab-0") -> list[str]:
-    return [*stockade(), "controller", "--kubeconfig", kubeconfig,
+def controller_argv(kubeconfig: str, ip: str, replica: str = "lab-0", insecure: bool = False,
+                    namespace: str = "stockade-system") -> list[str]:
+    """The controller's command line: by default as an operator runs it (own
+    CA, agents authenticated by their tokens), its certificate also naming
+    ``ip`` (the lab's agents dial it by address); ``insecure``: plaintext,
+    no agent authentication."""
+    argv = [*stockade(), "controller", "--kubeconfig", kubeconfig,
             "--grpc-listen", f"{ip}:{CONTROLLER_GRPC}", "--http-listen", f"{ip}:{CONTROLLER_HTTP}",
-            "--replica-id", replica,
-            # plaintext, no agent tokens: the lab's agents have no CA bundle or token yet
-            # (docs/reliability.md, "Agent channel", says how to switch the lab to TLS + tokens)
-            "--insecure-grpc"]
+            "--replica-id", replica]
+    return argv + (["--insecure-grpc"] if insecure else ["--namespace", namespace, "--tls-san", ip])
 
 
 def agent_argv(node: str, controller_ip: str, ip: str, state_dir: str, backend: str = "auto",
-               bridged: bool = False) -> list[str]:
-    return [*stockade(), "agent", *(["--bridged"] if bridged else []), "--node-name", node, "--controller", f"{controller_ip}:{CONTROLLER_GRPC}",
+               bridged: bool = False, ca_file: str = "", token_file: str = "") -> list[str]:
+    """The agent's command line; with ``ca_file`` it verifies the controller
+    with that bundle and sends the token in ``token_file``, else plaintext."""
+    argv = [*stockade(), "agent", *(["--bridged"] if bridged else []), "--node-name", node,
+            "--controller", f"{controller_ip}:{CONTROLLER_GRPC}",
             "--grpc-listen", f"{ip}:{AGENT_GRPC}", "--http-listen", f"{ip}:{AGENT_HTTP}",
             "--iptables-backend", backend, "--state-dir", state_dir]
+    if ca_file:
+        argv += ["--ca-file", ca_file, "--token-file", token_file]
+    return argv

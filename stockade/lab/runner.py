@@ -3,7 +3,9 @@
 For each case (``stockade.cases`` loads it and lays out its stages and
 address plan): build a lab (``cluster.Lab``) with the case's nodes and
 outside hosts, start every pod's echo server *before* the pod exists at the
-API, start the emulator, controller and agents (``pipeline.Pipeline``),
+API, start the emulator, controller and agents (``pipeline.Pipeline``; their
+channel TLS with agent tokens as in a real cluster, ``--insecure-grpc`` for
+plaintext; a case may not use the agents' namespace ``stockade-system``),
 then per stage: write the stage's objects to the emulator in order (a new
 pod is wired first, a deleted pod is unwired after its deletion), wait for
 the agents' acknowledgement of the result, and run the stage's probes
@@ -35,14 +37,23 @@ from typing import Any
 
 from stockade import cases
 from stockade.cases import Case, CaseError, CaseResult, ObjectOp, ProbeResult, Stage
+from stockade.lab.channel import AGENT_NAMESPACE
 from stockade.lab.cluster import Lab
 from stockade.lab.pipeline import Pipeline
 from stockade.lab.prober import DEFAULT_TIMEOUT, Outcome
 from stockade.lab.topology import External, Mode
 
 # namespaces the API server does not let anyone delete (their pods and
-# policies are deleted one by one; the next case re-labels them)
-KEPT_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# policies are deleted one by one; the next case re-labels them), and the
+# lab's own agent namespace (its agent pods must outlive every case)
+KEPT_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease", AGENT_NAMESPACE})
+
+
+def uses_agent_namespace(stages: list[Stage]) -> bool:
+    """Whether a case writes anything in the lab's agent namespace (it would
+    disturb the agents' pods, which their tokens are bound to)."""
+    return any(op.namespace == AGENT_NAMESPACE or (op.kind == "Namespace" and op.name == AGENT_NAMESPACE)
+               for st in stages for op in st.ops)
 
 
 def log(msg: str) -> None:
@@ -98,14 +109,15 @@ class Session:
 
     Cases of a session share the node count and their outside hosts (same
     name, same address).  Between cases every policy, pod and namespace
-    (but ``default`` and the other undeletable system namespaces) of the previous case is deleted and the deletion
+    (but ``default`` and the other undeletable system namespaces, and the
+    agents' ``stockade-system`` with their pods) of the previous case is deleted and the deletion
     acknowledged by the agents, so each case starts from an empty cluster,
     without paying for new processes.  ``policies`` holds (namespace, name)
     and ``namespaces`` the names written by the current case.
     """
 
     def __init__(self, group: list[tuple[Case, list[Stage]]], mode: Mode = "bridged",
-                 probe_timeout: float = DEFAULT_TIMEOUT) -> None:
+                 probe_timeout: float = DEFAULT_TIMEOUT, insecure: bool = False) -> None:
         self.group = list(group)  # a copy: the caller pops the cases it has run
         ext: dict[str, str] = {}
         for c, _ in group:
@@ -113,7 +125,7 @@ class Session:
                 ext.setdefault(x.name, x.ip)
         self.lab = Lab(group[0][0].nodes, mode, tuple(External(n, ip) for n, ip in ext.items()),
                        probe_timeout=probe_timeout)
-        self.pipe = Pipeline(self.lab)
+        self.pipe = Pipeline(self.lab, insecure=insecure)
         self.started = False
         self.policies: set[tuple[str, str]] = set()
         self.namespaces: set[str] = set()
@@ -206,8 +218,8 @@ class CaseRun(Session):
     """One case in a lab of its own; :meth:`run` returns its results."""
 
     def __init__(self, case: Case, stages: list[Stage], mode: Mode = "bridged",
-                 probe_timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__([(case, stages)], mode, probe_timeout)
+                 probe_timeout: float = DEFAULT_TIMEOUT, insecure: bool = False) -> None:
+        super().__init__([(case, stages)], mode, probe_timeout, insecure)
         self.case, self.stages = case, stages
 
     async def setup(self) -> None:
@@ -250,7 +262,7 @@ def result(step: str | None, probe: cases.Probe, o: Outcome) -> ProbeResult:
 
 
 async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: float = DEFAULT_TIMEOUT,
-                    keep_logs: bool = False, isolate: bool = False) -> int:
+                    keep_logs: bool = False, isolate: bool = False, insecure: bool = False) -> int:
     unusable = False
     planned: list[tuple[Case, list[Stage]]] = []
     for item in cases.load_each(paths):
@@ -259,17 +271,24 @@ async def run_paths(paths: list[str], mode: str = "bridged", probe_timeout: floa
             unusable = True
             continue
         try:
-            planned.append((item, cases.case_stages(item)))
+            stages = cases.case_stages(item)
         except CaseError as e:
             log(f"stockade lab run: unusable case file {e}")
             unusable = True
+            continue
+        if not insecure and uses_agent_namespace(stages):
+            log(f"stockade lab run: unusable case {item.name}: namespace {AGENT_NAMESPACE} is the lab's agent "
+                f"namespace (use another, or --insecure-grpc)")
+            unusable = True
+            continue
+        planned.append((item, stages))
     results: list[CaseResult] = []
     t0 = time.monotonic()
     n = 0
     for group in groups(planned, isolate):
         pending = list(group)
         while pending:
-            session = Session(pending, mode, probe_timeout)  # type: ignore[arg-type]
+            session = Session(pending, mode, probe_timeout, insecure)  # type: ignore[arg-type]
             session.lab.keep_logs = keep_logs
             try:
                 while pending:

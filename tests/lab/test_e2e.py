@@ -228,3 +228,92 @@ def test_templates_outside_host_and_sctp_error(tmp_path: Path) -> None:
     assert (doc["passed"], doc["failed"]) == (4, 1), r.stdout
     [sctp] = [x for x in doc["cases"][0]["results"] if x["protocol"] == "SCTP"]
     assert "no SCTP" in sctp["error"]
+
+
+async def _log_has(lp: Any, pattern: str, timeout: float = 20.0) -> str:
+    """Wait until a line of ``lp``'s log matches ``pattern``; the line."""
+    import asyncio
+    import re
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(lp.log, errors="replace") as f:
+            for line in f:
+                if re.search(pattern, line):
+                    return line
+        assert time.monotonic() < deadline, f"no {pattern!r} in {lp.name}'s log:\n{lp.log_tail()}"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_channel_is_tls_and_admits_each_node_only_its_own_agent() -> None:
+    """The lab's default channel: TLS with the controller's own CA, agents
+    admitted by the token of their node's agent pod.  An agent presenting
+    another node's token is turned away (its node keeps enforcing); the
+    token the kubelet would rotate in is read at the next reconnect; the
+    agents' namespace and pods survive the runner emptying the cluster."""
+    import shutil
+
+    case = cases.parse_case(RESTART, "e2e")
+    stages = cases.case_stages(case)
+    run = CaseRun(case, stages, probe_timeout=1.0)
+    try:
+        await run.setup()
+        st = await run.pipe.wait_converged(await run.apply(stages[0].ops))
+        assert st["channel"]["tls"] == "self-signed" and st["channel"]["auth"] == "tokenreview"
+        assert "198.19.0.250" in st["channel"]["certificate"]["names"]
+        ch, ctl = run.pipe.channel, run.pipe.controller
+        assert ch is not None and ctl is not None
+        assert "BEGIN CERTIFICATE" in Path(ch.ca_file).read_text()
+
+        # node-1's agent with node-0's token: refused, node-1 keeps its rules
+        shutil.copy(ch.token_file(0), ch.token_file(1))
+        await run.pipe.restart_agent(1)
+        await _log_has(ctl, r"rejected stream from .* claiming node 'node-1': wrong_node")
+        await _log_has(run.pipe.agents[1], r"PERMISSION_DENIED: claims node 'node-1' but is the agent pod "
+                                           r"stockade-system/stockade-agent-node-0 on node node-0")
+        st = await run.pipe.status()
+        assert not [n for n in st["nodes"] if n["node"] == "node-1" and n.get("connected")]
+        assert [r.observed for r in await run.probe(stages[0])] == ["allow", "deny"]
+
+        # its own token again (as the kubelet writes a rotated one): read at the next connect, no restart
+        await ch.mint(1)
+        await run.pipe.wait_converged(timeout=40)
+
+        # emptying the cluster between cases keeps the agents' namespace and pods: still admitted after
+        await run.clear()
+        assert run.pipe.kube is not None
+        code, pods = await run.pipe.kube.request("GET", "/api/v1/namespaces/stockade-system/pods")
+        assert code == 200 and len(pods["items"]) == 2
+        await run.pipe.restart_agent(0)
+        await run.pipe.wait_converged()
+    finally:
+        await run.close()
+    assert leftovers(run.lab.runid) == []
+
+
+def test_lab_run_insecure_grpc_keeps_the_plaintext_channel(tmp_path: Path) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "stockade/lab/recipes/recipe-02-limit-traffic-to-an-application.json"
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "lab", "run", "--insecure-grpc", "--keep-logs",
+                        str(recipe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["failed"] == 0
+    kept = r.stderr.split("lab logs kept in ", 1)[1].split()[0]
+    try:
+        log = (Path(kept) / "controller.log").read_text()
+        assert "gRPC channel: TLS insecure, agents authenticated by none" in log, log[-2000:]
+        assert "stockade-ca" not in log  # no CA made or published
+    finally:
+        import shutil
+
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_a_case_in_the_agents_namespace_is_unusable(tmp_path: Path) -> None:
+    f = tmp_path / "case.json"
+    f.write_text(json.dumps({"name": "squatter", "nodes": 1,
+                             "namespaces": {"stockade-system": {"labels": {}}},
+                             "pods": [{"namespace": "stockade-system", "name": "a", "ports": HTTP}], "probes": []}))
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "lab", "run", str(f)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "namespace stockade-system is the lab's agent namespace" in r.stderr
