@@ -19,10 +19,10 @@ What not: no validation rules live here (``parse_text``,
 
 from __future__ import annotations
 
-import reprlib
 from typing import Any
 
 from controller.parse_limits import ETCD_OBJECT_BYTES, MAX_ECHO, MAX_ERRORS, MAX_POLICY_ENTRIES
+from stockade.echo import BoundedRepr
 
 
 class ParseError(ValueError):
@@ -47,22 +47,7 @@ class PolicyInvalid(ValueError):
 
 
 
-class _Repr(reprlib.Repr):
-    """``repr`` bounded in depth, width and length; huge ints are summarised
-    (``str()`` of an int of over 4,300 digits raises ValueError)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, MAX_ECHO, MAX_ECHO, MAX_ECHO
-        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 8
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 256:
-            return f"<an integer of {x.bit_length()} bits>"
-        return super().repr_int(x, level)
-
-
-_REPR = _Repr()
+_REPR = BoundedRepr(MAX_ECHO)
 
 
 def _show(v: Any, quote: bool = True) -> str:

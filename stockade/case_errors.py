@@ -16,8 +16,9 @@ What not: no checks; users import ``CaseError`` from ``stockade.cases``.
 
 from __future__ import annotations
 
-import reprlib
 from typing import Any
+
+from stockade.echo import BoundedRepr
 
 MAX_ECHO = 80
 """Characters of an offending value quoted in an error message (longer
@@ -44,22 +45,7 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-class _Repr(reprlib.Repr):
-    """``repr`` bounded in depth, width and length; huge ints summarised
-    (``str()`` of an int of over 4,300 digits raises ValueError)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, MAX_ECHO, MAX_ECHO, MAX_ECHO
-        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 8
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 256:
-            return f"<an integer of {x.bit_length()} bits>"
-        return super().repr_int(x, level)
-
-
-_REPR = _Repr()
+_REPR = BoundedRepr(MAX_ECHO)
 
 
 def _show(v: Any) -> str:
