@@ -153,8 +153,16 @@ def podserver_argv(ports: list[tuple[int, str]], bind: str | None = None) -> lis
     return argv + [f"{proto.lower()}:{port}" for port, proto in ports]
 
 
+# Bookmarks every second (a real API server sends them about once a minute):
+# a NetworkPolicy DELETE is answered with a Status that carries no
+# resourceVersion, so the runner waits for the controller's watches to pass
+# the cluster's current version, and a bookmark is what moves a quiet watch.
+EMULATOR_BOOKMARK_SECONDS = 1.0
+
+
 def emulator_argv(listen: str, kubeconfig: str) -> list[str]:
-    return [*stockade(), "kube-emulator", "--listen", listen, "--kubeconfig-out", kubeconfig]
+    return [*stockade(), "kube-emulator", "--listen", listen, "--kubeconfig-out", kubeconfig,
+            "--bookmark-interval", str(EMULATOR_BOOKMARK_SECONDS)]
 
 
 def controller_argv(kubeconfig: str, ip: str, replica: str = "lab-0", insecure: bool = False,
