@@ -31,8 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stockade.case_addresses import node_ip, node_name
 from stockade.cases import ObjectOp
-from stockade.lab.topology import node_ip, node_name
 
 AGENT_NAMESPACE = "stockade-system"
 AGENT_SERVICE_ACCOUNT = "stockade-agent"

@@ -63,8 +63,9 @@ def run_cancellable(make: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool, insecure: bool = False) -> int:
+    from stockade.case_addresses import gateway_ip
     from stockade.lab.cluster import Lab
-    from stockade.lab.topology import External, gateway
+    from stockade.lab.topology import External
 
     lab = Lab(nodes, mode, (External("internet", "192.0.2.10"),))  # type: ignore[arg-type]
     pipe = None
@@ -72,7 +73,7 @@ async def _up(nodes: int, mode: str, pods_per_node: int, with_pipeline: bool, in
         await lab.up()
         for i in range(nodes):
             for k in range(pods_per_node):
-                ip = gateway(i).rsplit(".", 1)[0] + f".{k + 2}"
+                ip = gateway_ip(i).rsplit(".", 1)[0] + f".{k + 2}"
                 await lab.add_pod(f"default/pod-{i}-{k}", i, ip, False, [(80, "TCP"), (53, "UDP")])
         await lab.serve_external("internet", [(80, "TCP"), (53, "UDP")])
         info: dict[str, object] = {"runid": lab.runid, "namespaces": lab.state.namespaces,

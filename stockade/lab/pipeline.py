@@ -43,6 +43,7 @@ from typing import Any
 import aiohttp
 import yaml  # type: ignore[import-untyped]
 
+from stockade.case_addresses import node_ip, node_name
 from stockade.cases import ObjectOp
 from stockade.lab import processes
 from stockade.lab.channel import SecureChannel
@@ -50,7 +51,7 @@ from stockade.lab.cluster import Lab
 from stockade.lab.nssocket import http_get
 from stockade.lab.portforward import PortForward
 from stockade.lab.processes import LabProcess
-from stockade.lab.topology import CONTROL_IP, node_ip, node_name
+from stockade.lab.topology import CONTROL_IP
 
 CONVERGE_TIMEOUT = 30.0
 POLL = 0.02

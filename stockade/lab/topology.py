@@ -37,6 +37,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stockade.case_addresses import gateway_ip, node_ip, pod_cidr
+
 Mode = Literal["bridged", "routed"]
 MODES: tuple[Mode, ...] = ("bridged", "routed")
 
@@ -50,22 +52,6 @@ MAX_IFNAME = 15
 
 class TopologyError(ValueError):
     """A lab that cannot be built as asked (names the field)."""
-
-
-def node_ip(i: int) -> str:
-    return f"198.19.0.{i + 1}"
-
-
-def pod_cidr(i: int) -> str:
-    return f"198.18.{i}.0/24"
-
-
-def gateway(i: int) -> str:
-    return f"198.18.{i}.1"
-
-
-def node_name(i: int) -> str:
-    return f"node-{i}"
 
 
 def prefix_for(runid: str) -> str:
@@ -181,7 +167,7 @@ class LabPlan:
             raise TopologyError(f"pod {key}: node {node} is not in 0..{self.nodes - 1}")
         if host_network:
             return PodWiring(key, index, node, node_ip(node), True, self.node_ns(node))
-        if ipaddress.ip_address(ip) not in ipaddress.ip_network(pod_cidr(node)) or ip == gateway(node):
+        if ipaddress.ip_address(ip) not in ipaddress.ip_network(pod_cidr(node)) or ip == gateway_ip(node):
             raise TopologyError(f"pod {key}: address {ip} is not a pod address of node {node}")
         return PodWiring(key, index, node, ip, False, self.pod_ns(index))
 
@@ -221,9 +207,9 @@ class LabPlan:
             if self.mode == "bridged":
                 nl = ["link add cbr0 type bridge stp_state 0 forward_delay 0",
                       f"link set cbr0 address {_mac(2, i, 1)}"]
-                nc += [f"addr add {gateway(i)}/24 dev cbr0", "link set cbr0 up"]
+                nc += [f"addr add {gateway_ip(i)}/24 dev cbr0", "link set cbr0 up"]
             else:
-                nc += [f"addr add {gateway(i)}/32 dev lo", f"route add blackhole {pod_cidr(i)}"]
+                nc += [f"addr add {gateway_ip(i)}/32 dev lo", f"route add blackhole {pod_cidr(i)}"]
             if nl:
                 links.append(Batch(self.node_ns(i), tuple(nl)))
             conf.append(Batch(self.node_ns(i), tuple(nc), (
@@ -249,7 +235,7 @@ class LabPlan:
             nsys = ((f"net.ipv4.conf.{pod.veth}.proxy_arp", "1"),
                     (f"net.ipv4.neigh.{pod.veth}.proxy_delay", "0"))
         pc = Batch(pod.netns, ("link set lo up", f"addr add {pod.ip}/24 dev eth0", "link set eth0 up",
-                               f"route add default via {gateway(pod.node)}"), tuple(_no_rp_filter()))
+                               f"route add default via {gateway_ip(pod.node)}"), tuple(_no_rp_filter()))
         return [[make], [Batch(node, nc, nsys), pc]]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from stockade.lab.topology import node_name
+from stockade.case_addresses import node_name
 
 from .faultlab import FORBIDDEN, FaultLab, big_policy, policy, put
 from .inject import Partition

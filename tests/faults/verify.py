@@ -28,10 +28,11 @@ from nodeagent.backend_detect import resolve
 from nodeagent.dataplane import read_view
 from nodeagent.kernel import SubprocessKernel, Tools
 from nodeagent.plan import make_plan
+from stockade.case_addresses import node_ip, node_name
 from stockade.lab.nssocket import http_get
 from stockade.lab.pipeline import Pipeline
 from stockade.lab.processes import AGENT_HTTP, CONTROLLER_HTTP
-from stockade.lab.topology import CONTROL_IP, node_ip, node_name
+from stockade.lab.topology import CONTROL_IP
 from stockade.state import digest
 
 

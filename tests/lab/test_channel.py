@@ -15,11 +15,12 @@ import pytest
 
 from controller.parse_objects import parse_pod
 from stockade import cases
+from stockade.case_addresses import node_ip
 from stockade.cases import ObjectOp
 from stockade.lab import channel, processes
 from stockade.lab.channel import AGENT_NAMESPACE, SecureChannel
 from stockade.lab.runner import KEPT_NAMESPACES, uses_agent_namespace
-from stockade.lab.topology import CONTROL_IP, node_ip
+from stockade.lab.topology import CONTROL_IP
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from stockade.case_addresses import node_ip, pod_cidr
 from stockade.lab.topology import (
     External,
     LabPlan,
     TopologyError,
     check_ifnames,
-    node_ip,
-    pod_cidr,
     runid_of,
 )
 
