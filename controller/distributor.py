@@ -38,6 +38,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from stockade import backoff
 from stockade.state import NodeDelta, NodeState, diff
 from stockade.wire import codec
 from stockade.wire.digest import DigestCache
@@ -364,7 +365,7 @@ class Distributor:
             s.need_snapshot = True
             s.inflight = None
             s.failures += 1
-            s.retry_at = self.clock() + min(self.retry_max, self.retry_base * 2 ** (s.failures - 1))
+            s.retry_at = self.clock() + backoff.exponential(self.retry_base, self.retry_max, s.failures - 1)
             log.warning("node %s: agent did not apply version %d: %s (snapshot again in %.1fs)",
                         n.name, a.version, n.last_error, s.retry_at - self.clock())
         old, n.ack_event = n.ack_event, asyncio.Event()

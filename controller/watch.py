@@ -47,6 +47,7 @@ import aiohttp
 
 from controller import metrics
 from controller.settings import WatchSettings
+from stockade import backoff
 
 log = logging.getLogger("stockade.controller.watch")
 
@@ -122,8 +123,7 @@ class BadObject(ValueError):
 
 def backoff_delay(attempt: int, s: WatchSettings, r: float) -> float:
     """Delay before retry number ``attempt`` (0-based); ``r`` in [0, 1)."""
-    base: float = min(s.backoff_max, s.backoff_initial * (2.0 ** min(attempt, 62)))
-    return base * (1.0 - s.backoff_jitter * r)
+    return backoff.jittered(s.backoff_initial, s.backoff_max, attempt, s.backoff_jitter, r)
 
 
 def object_key(kind: str, obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import grpc
 
 from nodeagent.channel_auth import ChannelSecurity
+from stockade import backoff
 from stockade.state import NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
@@ -205,10 +206,9 @@ class AgentClient:
     def backoff(self, failures: int) -> float:
         """The pause after ``failures`` consecutive failed attempts (0: a short pause)."""
         s = self.settings
-        base: float = min(s.backoff_max, s.backoff_initial * 2.0 ** max(0, failures - 1))
         if failures == 0:
-            base = s.backoff_initial / 4
-        return base * (1.0 - s.jitter * self.rng.random())
+            return s.backoff_initial / 4 * (1.0 - s.jitter * self.rng.random())
+        return backoff.jittered(s.backoff_initial, s.backoff_max, failures - 1, s.jitter, self.rng.random())
 
     def stop(self) -> None:
         """Stop reconnecting and end the current stream; never touches the dataplane."""
