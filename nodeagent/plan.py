@@ -36,25 +36,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from stockade.state import FAMILIES, Family, NodeState
+from stockade.state import FAMILIES, Family, NodeState, SetMembersDelta
 
 from . import ipset_render as ir
 from .kernel_read import KernelView, KSet
 from .restore_builder import FamilyWrite, RenderCache, chain_rules, expected_view
 
 SMALL_CHANGE = 1000  # member changes above this (and above half the set) go through temp + swap
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChange:
-    name: str
-    added: frozenset[str] = frozenset()
-    removed: frozenset[str] = frozenset()
-    nomatch_added: frozenset[str] = frozenset()
-    nomatch_removed: frozenset[str] = frozenset()
-
-    def size(self) -> int:
-        return len(self.added) + len(self.removed) + len(self.nomatch_added) + len(self.nomatch_removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +59,10 @@ class Plan:
     iptables round."""
 
     create: tuple[str, ...] = ()
-    members: tuple[MemberChange, ...] = ()
+    members: tuple[SetMembersDelta, ...] = ()
     replace: Mapping[str, str] = field(default_factory=dict)
     switch: Mapping[str, str] = field(default_factory=dict)
-    switch_fill: Mapping[str, MemberChange | None] = field(default_factory=dict)
+    switch_fill: Mapping[str, SetMembersDelta | None] = field(default_factory=dict)
     recreate: tuple[str, ...] = ()
     destroy: tuple[str, ...] = ()
     writes: Mapping[Family, FamilyWrite] = field(default_factory=dict)
@@ -100,8 +88,8 @@ class Plan:
         }
 
 
-def _set_changes(want: KSet, have: KSet) -> MemberChange:
-    return MemberChange(want.name, want.members - have.members, have.members - want.members,
+def _set_changes(want: KSet, have: KSet) -> SetMembersDelta:
+    return SetMembersDelta(want.name, want.members - have.members, have.members - want.members,
                         want.nomatch - have.nomatch, have.nomatch - want.nomatch)
 
 
@@ -111,7 +99,7 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
     want = expected_view(desired, cache)
     taken: set[str] = set(actual.sets) | set(desired.sets)
     create: list[str] = []
-    members: list[MemberChange] = []
+    members: list[SetMembersDelta] = []
     replace: dict[str, str] = {}
     recreate: list[str] = []
     removed_ips: set[str] = set()
@@ -161,7 +149,7 @@ def make_plan(desired: NodeState, actual: KernelView, cache: RenderCache | None 
         used = {sm.set for f in FAMILIES for c in desired.family(f).chains.values() for r in c.rules for sm in r.sets}
         switch_names |= {m.name for m in members if m.name in used} | {n for n in replace if n in used}
     switch: dict[str, str] = {}
-    switch_fill: dict[str, MemberChange | None] = {}
+    switch_fill: dict[str, SetMembersDelta | None] = {}
     by_name = {m.name: m for m in members}
     for name in sorted(switch_names):
         switch[name] = ir.temp_name(name, "s", taken)

@@ -215,6 +215,10 @@ class SetMembersDelta:
     nomatch_added: frozenset[str] = frozenset()
     nomatch_removed: frozenset[str] = frozenset()
 
+    def size(self) -> int:
+        """How many member writes the change takes."""
+        return len(self.added) + len(self.removed) + len(self.nomatch_added) + len(self.nomatch_removed)
+
 
 @dataclass(frozen=True, slots=True)
 class NodeDelta:
