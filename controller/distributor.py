@@ -41,8 +41,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from stockade import backoff
 from stockade.state import NodeDelta, NodeState, diff
 from stockade.wire import codec
-from stockade.wire.digest import DigestCache
-from stockade.wire.messages import Ack, Hello, HostCheck
+from stockade.wire.digest import DigestCache, Top
+from stockade.wire.messages import INLINE_COMPLETE, Ack, Hello, HostCheck
 
 log = logging.getLogger("stockade.distributor")
 
@@ -71,6 +71,7 @@ class _Session:
     inflight: int | None = None
     need_snapshot: bool = True
     agent_digest: str = ""  # what the agent last said it enforces
+    inline: bool = False  # the agent takes the *Complete marker inside the last part
     failures: int = 0
     retry_at: float = 0.0
 
@@ -88,6 +89,8 @@ class _Node:
     version: int = 0
     digest: str = ""
     delta: tuple[int, NodeDelta] | None = None
+    top: Top | None = None  # the digest's top level of version ``top_version`` (carried forward by deltas)
+    top_version: int = 0
     published_at: dict[int, float] = field(default_factory=dict)
     session: _Session | None = None
     agent_version: str = ""
@@ -172,9 +175,15 @@ class Distributor:
         return n.version
 
     def _dig(self, n: _Node) -> str:
-        """The digest of ``n``'s desired state ("" when it has none), computed once."""
+        """The digest of ``n``'s desired state ("" when it has none), computed
+        once: from the previous version's top level and the delta when that
+        is at hand (only what the delta names is hashed), else in full."""
         if not n.digest and n.state is not None:
-            n.digest = self._digests.digest(n.state, evict=False)
+            if n.top is not None and n.delta is not None and n.delta[0] == n.top_version:
+                top = self._digests.top_after(n.top, n.delta[1], n.state, evict=False)
+            else:
+                top = self._digests.top(n.state, evict=False)
+            n.top, n.top_version, n.digest = top, n.version, top.digest
         return n.digest
 
     def remove_node(self, node: str) -> None:
@@ -186,7 +195,7 @@ class Distributor:
         if n.session is None:
             del self._nodes[node]
         else:
-            n.state, n.delta = None, None
+            n.state, n.delta, n.top = None, None, None
 
     def set_ready(self, ready: bool = True) -> None:
         """Open (or close) the readiness gate: nothing is sent while closed."""
@@ -303,7 +312,7 @@ class Distributor:
             return
         n = self._node(hello.node)
         old = n.session
-        s = _Session(peer, agent_digest=hello.applied_digest)
+        s = _Session(peer, agent_digest=hello.applied_digest, inline=INLINE_COMPLETE in hello.features)
         n.session, n.peer, n.agent_version, n.host_checks = s, peer, hello.agent_version, hello.host_checks
         if old is not None:
             old.closed = True
@@ -392,7 +401,7 @@ class Distributor:
                             kind = "in_sync"
                             self.in_syncs_sent += 1
                         else:
-                            msgs = codec.encode_snapshot(state, version, dig, self.replica, self.budget)
+                            msgs = codec.encode_snapshot(state, version, dig, self.replica, self.budget, s.inline)
                             kind = "snapshot"
                             self.snapshots_sent += 1
                     else:
@@ -402,7 +411,7 @@ class Distributor:
                         else:
                             delta = diff(sent_state, state)
                         msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
-                                                  self.replica, self.budget)
+                                                  self.replica, self.budget, s.inline)
                         kind = "delta"
                         self.deltas_sent += 1
                     s.inflight, s.need_snapshot = version, False

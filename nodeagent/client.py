@@ -39,11 +39,22 @@ import grpc
 
 from nodeagent.channel_auth import ChannelSecurity
 from stockade import backoff
-from stockade.state import NodeState, StateError, apply_delta
+from stockade.state import NodeDelta, NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
-from stockade.wire.digest import DigestCache
-from stockade.wire.messages import Ack, Delta, Hello, HostCheck, InSync, Rejected, Snapshot, Update, WireError
+from stockade.wire.digest import DigestCache, Top
+from stockade.wire.messages import (
+    FEATURES,
+    Ack,
+    Delta,
+    Hello,
+    HostCheck,
+    InSync,
+    Rejected,
+    Snapshot,
+    Update,
+    WireError,
+)
 from stockade.wire.verify import validate_after_delta, validate_state
 
 log = logging.getLogger("stockade.agent.client")
@@ -162,7 +173,7 @@ class AgentClient:
         self.connects = 0
         self.attempts = 0
         self.delays: list[float] = []  # backoff delays taken (most recent last; bounded)
-        self._digests = DigestCache()
+        self._top: Top | None = None  # the digest's top level of ``state``: a delta re-hashes only what it names
         self._call: Any = None
         self._applying: asyncio.Future[Any] | None = None
         self._stopping = False
@@ -237,7 +248,7 @@ class AgentClient:
             call = stub.Stream(metadata=sec.metadata() if sec is not None else None)
             self._call = call
             hello = Hello(self.settings.node, self.settings.agent_version,
-                          self.digest if self.state is not None else "", tuple(self.host_checks()))
+                          self.digest if self.state is not None else "", tuple(self.host_checks()), FEATURES)
             await call.write(codec.encode_hello(hello))
             self.connected, self.controller = True, target
             self.connects += 1
@@ -290,10 +301,15 @@ class AgentClient:
             validate_after_delta(new, u.delta)
         except StateError as e:
             return self._reject(u.version, f"delta {u.base_version}->{u.version}: {e}")
-        return await self._apply(new, u.version, u.digest, "delta")
+        return await self._apply(new, u.version, u.digest, "delta", u.delta)
 
-    async def _apply(self, new: NodeState, version: int, want_digest: str, kind: str) -> Ack:
-        got = self._digests.digest(new)
+    async def _apply(self, new: NodeState, version: int, want_digest: str, kind: str,
+                     delta: NodeDelta | None = None) -> Ack:
+        if delta is not None and self._top is not None and self._top.digest == self.digest:
+            top = DigestCache().top_after(self._top, delta, new)
+        else:
+            top = DigestCache().top(new)
+        got = top.digest
         if got != want_digest:
             return self._reject(version, f"{kind} version {version}: digest {got[:12]} of the result differs "
                                          f"from the controller's {want_digest[:12]}")
@@ -319,7 +335,7 @@ class AgentClient:
             log.error("apply of %s version %d failed, keeping the last good state: %s", kind, version, err)
             return Ack(version, False, self.last_error, self.digest, self.version, seconds,
                        self.counts, writes, resync=True, drift_repairs=self.drift_repairs())
-        self.state, self.version, self.digest = new, version, got
+        self.state, self.version, self.digest, self._top = new, version, got, top
         self.counts = {k: int(v) for k, v in dict(getattr(r, "counts", None) or {}).items()}
         self.last_apply_unix = time.time()
         self.last_error = ""

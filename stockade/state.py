@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -268,29 +268,29 @@ def chain_hash(c: Chain) -> str:
     return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
-def canonical_with(state: NodeState, set_h: Callable[[IPSet], str], chain_h: Callable[[Chain], str]) -> bytes:
-    """The top level of the digest: the node name, hooks, and the names and
-    content hashes of every set and chain.  Two levels keep a digest cheap
-    to recompute when a few sets change in a state of tens of thousands of
-    members (``stockade.wire.digest`` caches the per-object hashes)."""
-    fams: dict[str, object] = {}
-    for fam in FAMILIES:
-        fs = state.family(fam)
-        fams[fam] = {
-            "chains": [chain_h(fs.chains[n]) for n in sorted(fs.chains)],
-            "hooks": [[h.builtin, h.target, h.position] for h in fs.hooks],
-        }
+def top_bytes(node: str, set_hashes: Sequence[str],
+              families: Mapping[Family, tuple[Sequence[str], Sequence[Hook]]]) -> bytes:
+    """The digest's top-level bytes from its parts: the set hashes and, per
+    family, the chain hashes (each in name order) and the hooks."""
     obj = {
-        "node": state.node,
-        "sets": [set_h(state.sets[n]) for n in sorted(state.sets)],
-        "families": fams,
+        "node": node,
+        "sets": list(set_hashes),
+        "families": {fam: {"chains": list(ch), "hooks": [[h.builtin, h.target, h.position] for h in hooks]}
+                     for fam, (ch, hooks) in families.items()},
     }
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def canonical(state: NodeState) -> bytes:
-    """Deterministic bytes for the content of ``state`` (not its version)."""
-    return canonical_with(state, set_hash, chain_hash)
+    """Deterministic bytes for the content of ``state`` (not its version):
+    the node name, hooks, and the content hash of every set and chain in
+    name order.  Two levels keep a digest cheap to recompute when a few
+    sets change in a state of tens of thousands of members
+    (``stockade.wire.digest`` caches the per-object hashes and carries the
+    top level forward through deltas)."""
+    fams = {fam: ([chain_hash(fs.chains[n]) for n in sorted(fs.chains)], fs.hooks)
+            for fam in FAMILIES for fs in (state.family(fam),)}
+    return top_bytes(state.node, [set_hash(state.sets[n]) for n in sorted(state.sets)], fams)
 
 
 def digest(state: NodeState) -> str:

@@ -198,16 +198,18 @@ class ChainRef(_message.Message):
     def __init__(self, family: _Optional[_Union[Family, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class SnapshotPart(_message.Message):
-    __slots__ = ("version", "sets", "chains", "hooks")
+    __slots__ = ("version", "sets", "chains", "hooks", "complete")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SETS_FIELD_NUMBER: _ClassVar[int]
     CHAINS_FIELD_NUMBER: _ClassVar[int]
     HOOKS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
     version: int
     sets: _containers.RepeatedCompositeFieldContainer[IPSet]
     chains: _containers.RepeatedCompositeFieldContainer[Chain]
     hooks: _containers.RepeatedCompositeFieldContainer[FamilyHooks]
-    def __init__(self, version: _Optional[int] = ..., sets: _Optional[_Iterable[_Union[IPSet, _Mapping]]] = ..., chains: _Optional[_Iterable[_Union[Chain, _Mapping]]] = ..., hooks: _Optional[_Iterable[_Union[FamilyHooks, _Mapping]]] = ...) -> None: ...
+    complete: SnapshotComplete
+    def __init__(self, version: _Optional[int] = ..., sets: _Optional[_Iterable[_Union[IPSet, _Mapping]]] = ..., chains: _Optional[_Iterable[_Union[Chain, _Mapping]]] = ..., hooks: _Optional[_Iterable[_Union[FamilyHooks, _Mapping]]] = ..., complete: _Optional[_Union[SnapshotComplete, _Mapping]] = ...) -> None: ...
 
 class SnapshotComplete(_message.Message):
     __slots__ = ("node", "version", "digest", "parts", "replica")
@@ -224,7 +226,7 @@ class SnapshotComplete(_message.Message):
     def __init__(self, node: _Optional[str] = ..., version: _Optional[int] = ..., digest: _Optional[str] = ..., parts: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class DeltaPart(_message.Message):
-    __slots__ = ("version", "sets_upserted", "sets_removed", "set_members", "chains_upserted", "chains_removed", "hooks")
+    __slots__ = ("version", "sets_upserted", "sets_removed", "set_members", "chains_upserted", "chains_removed", "hooks", "complete")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SETS_UPSERTED_FIELD_NUMBER: _ClassVar[int]
     SETS_REMOVED_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +234,7 @@ class DeltaPart(_message.Message):
     CHAINS_UPSERTED_FIELD_NUMBER: _ClassVar[int]
     CHAINS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     HOOKS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
     version: int
     sets_upserted: _containers.RepeatedCompositeFieldContainer[IPSet]
     sets_removed: _containers.RepeatedScalarFieldContainer[str]
@@ -239,7 +242,8 @@ class DeltaPart(_message.Message):
     chains_upserted: _containers.RepeatedCompositeFieldContainer[Chain]
     chains_removed: _containers.RepeatedCompositeFieldContainer[ChainRef]
     hooks: _containers.RepeatedCompositeFieldContainer[FamilyHooks]
-    def __init__(self, version: _Optional[int] = ..., sets_upserted: _Optional[_Iterable[_Union[IPSet, _Mapping]]] = ..., sets_removed: _Optional[_Iterable[str]] = ..., set_members: _Optional[_Iterable[_Union[SetMembersDelta, _Mapping]]] = ..., chains_upserted: _Optional[_Iterable[_Union[Chain, _Mapping]]] = ..., chains_removed: _Optional[_Iterable[_Union[ChainRef, _Mapping]]] = ..., hooks: _Optional[_Iterable[_Union[FamilyHooks, _Mapping]]] = ...) -> None: ...
+    complete: DeltaComplete
+    def __init__(self, version: _Optional[int] = ..., sets_upserted: _Optional[_Iterable[_Union[IPSet, _Mapping]]] = ..., sets_removed: _Optional[_Iterable[str]] = ..., set_members: _Optional[_Iterable[_Union[SetMembersDelta, _Mapping]]] = ..., chains_upserted: _Optional[_Iterable[_Union[Chain, _Mapping]]] = ..., chains_removed: _Optional[_Iterable[_Union[ChainRef, _Mapping]]] = ..., hooks: _Optional[_Iterable[_Union[FamilyHooks, _Mapping]]] = ..., complete: _Optional[_Union[DeltaComplete, _Mapping]] = ...) -> None: ...
 
 class DeltaComplete(_message.Message):
     __slots__ = ("node", "base_version", "base_digest", "version", "digest", "parts", "replica")
@@ -296,16 +300,18 @@ class HostCheck(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node", "agent_version", "applied_digest", "host_checks")
+    __slots__ = ("node", "agent_version", "applied_digest", "host_checks", "features")
     NODE_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     APPLIED_DIGEST_FIELD_NUMBER: _ClassVar[int]
     HOST_CHECKS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     node: str
     agent_version: str
     applied_digest: str
     host_checks: _containers.RepeatedCompositeFieldContainer[HostCheck]
-    def __init__(self, node: _Optional[str] = ..., agent_version: _Optional[str] = ..., applied_digest: _Optional[str] = ..., host_checks: _Optional[_Iterable[_Union[HostCheck, _Mapping]]] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., agent_version: _Optional[str] = ..., applied_digest: _Optional[str] = ..., host_checks: _Optional[_Iterable[_Union[HostCheck, _Mapping]]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("version", "ok", "error", "applied_digest", "applied_version", "apply_seconds", "counts", "writes", "resync", "drift_repairs")

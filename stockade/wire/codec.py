@@ -225,8 +225,9 @@ def _add_set(p: _Packer, field_name: str, s: IPSet) -> None:
 
 
 def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = "",
-                    budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
-    """``SnapshotPart``s then one ``SnapshotComplete``."""
+                    budget: int = DEFAULT_BUDGET, inline: bool = False) -> list[pb.ControllerMessage]:
+    """``SnapshotPart``s then one ``SnapshotComplete`` (``inline``: the
+    marker rides in the last part instead)."""
     def new_msg() -> pb.ControllerMessage:
         m = pb.ControllerMessage()
         m.snapshot_part.version = version
@@ -243,14 +244,18 @@ def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = 
     for fam in FAMILIES:
         first.hooks.append(_hooks_pb(fam, state.family(fam).hooks))
     msgs = p.msgs
-    msgs.append(pb.ControllerMessage(snapshot_complete=pb.SnapshotComplete(
-        node=state.node, version=version, digest=digest, parts=len(msgs), replica=replica)))
+    done = pb.SnapshotComplete(node=state.node, version=version, digest=digest, parts=len(msgs), replica=replica)
+    if inline:
+        msgs[-1].snapshot_part.complete.CopyFrom(done)
+    else:
+        msgs.append(pb.ControllerMessage(snapshot_complete=done))
     return msgs
 
 
 def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
-                 replica: str = "", budget: int = DEFAULT_BUDGET) -> list[pb.ControllerMessage]:
-    """``DeltaPart``s then one ``DeltaComplete``."""
+                 replica: str = "", budget: int = DEFAULT_BUDGET, inline: bool = False) -> list[pb.ControllerMessage]:
+    """``DeltaPart``s then one ``DeltaComplete`` (``inline``: the marker
+    rides in the last part instead: a small delta is one message)."""
     def new_msg() -> pb.ControllerMessage:
         m = pb.ControllerMessage()
         m.delta_part.version = version
@@ -274,9 +279,12 @@ def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int
     for fam, hooks in d.hooks:
         p.room(64 * (len(hooks) + 1)).hooks.append(_hooks_pb(fam, hooks))
     msgs = p.msgs
-    msgs.append(pb.ControllerMessage(delta_complete=pb.DeltaComplete(
-        node=d.node, base_version=base_version, base_digest=base_digest, version=version, digest=digest,
-        parts=len(msgs), replica=replica)))
+    done = pb.DeltaComplete(node=d.node, base_version=base_version, base_digest=base_digest, version=version,
+                            digest=digest, parts=len(msgs), replica=replica)
+    if inline:
+        msgs[-1].delta_part.complete.CopyFrom(done)
+    else:
+        msgs.append(pb.ControllerMessage(delta_complete=done))
     return msgs
 
 
@@ -358,7 +366,7 @@ class Assembler:
 
     def feed(self, msg: pb.ControllerMessage) -> Update | None:
         which = msg.WhichOneof("kind")
-        final = which in self._FINAL or which is None
+        final = which in self._FINAL or which is None or _inline_complete(msg, which) is not None
         if self._error:
             if not final:
                 return None
@@ -402,6 +410,7 @@ class Assembler:
                             f"{self._parts} arrived")
 
     def _feed(self, msg: pb.ControllerMessage, which: str | None) -> Update | None:
+        done: Any  # the *Complete marker: a message of its own or inside the last part
         if which == "snapshot_part":
             sp = msg.snapshot_part
             self._start("snapshot", sp.version)
@@ -410,8 +419,10 @@ class Assembler:
             for h in sp.hooks:
                 fam, hooks = _hooks_from_pb(h, "snapshot.hooks")
                 self._hooks[fam] = self._hooks.get(fam, ()) + hooks
-            return None
-        if which == "delta_part":
+            if not sp.HasField("complete"):
+                return None
+            which, done = "snapshot_complete", sp.complete
+        elif which == "delta_part":
             dp = msg.delta_part
             self._start("delta", dp.version)
             _gather_sets(dp.sets_upserted, self._sets, "delta.sets_upserted")
@@ -428,10 +439,14 @@ class Assembler:
             for h in dp.hooks:
                 fam, hooks = _hooks_from_pb(h, "delta.hooks")
                 self._hooks[fam] = self._hooks.get(fam, ()) + hooks
-            return None
+            if not dp.HasField("complete"):
+                return None
+            which, done = "delta_complete", dp.complete
+        else:
+            done = getattr(msg, which) if which in self._FINAL else None
         try:
             if which == "snapshot_complete":
-                sc = msg.snapshot_complete
+                sc = done
                 self._finish("snapshot", sc.version, sc.parts)
                 fams = {fam: FamilyState({n: Chain(n, tuple(r)) for (f, n), r in self._chains.items() if f == fam},
                                          self._hooks.get(fam, ())) for fam in ("inet", "inet6")}
@@ -439,7 +454,7 @@ class Assembler:
                                   fams["inet"], fams["inet6"])
                 return Snapshot(state, sc.version, sc.digest, sc.replica, sc.parts)
             if which == "delta_complete":
-                dc = msg.delta_complete
+                dc = done
                 self._finish("delta", dc.version, dc.parts)
                 delta = NodeDelta(
                     dc.node,
@@ -462,6 +477,15 @@ class Assembler:
                 self.reset()
 
 
+def _inline_complete(msg: pb.ControllerMessage, which: str | None) -> Any:
+    """The *Complete marker carried inside a part, or None."""
+    if which == "snapshot_part" and msg.snapshot_part.HasField("complete"):
+        return msg.snapshot_part.complete
+    if which == "delta_part" and msg.delta_part.HasField("complete"):
+        return msg.delta_part.complete
+    return None
+
+
 def _final_version(msg: pb.ControllerMessage) -> int:
     which = msg.WhichOneof("kind")
     if which is None:
@@ -482,7 +506,8 @@ def decode_all(msgs: Iterable[pb.ControllerMessage]) -> list[Update]:
 def encode_hello(h: Hello) -> pb.AgentMessage:
     return pb.AgentMessage(hello=pb.Hello(
         node=h.node, agent_version=h.agent_version, applied_digest=h.applied_digest,
-        host_checks=[pb.HostCheck(name=c.name, ok=c.ok, detail=c.detail) for c in h.host_checks]))
+        host_checks=[pb.HostCheck(name=c.name, ok=c.ok, detail=c.detail) for c in h.host_checks],
+        features=h.features))
 
 
 def encode_ack(a: Ack) -> pb.AgentMessage:
@@ -497,7 +522,7 @@ def decode_agent_message(m: pb.AgentMessage) -> Hello | Ack:
     if which == "hello":
         h = m.hello
         return Hello(h.node, h.agent_version, h.applied_digest,
-                     tuple(HostCheck(c.name, c.ok, c.detail) for c in h.host_checks))
+                     tuple(HostCheck(c.name, c.ok, c.detail) for c in h.host_checks), tuple(h.features))
     if which == "ack":
         a = m.ack
         return Ack(a.version, a.ok, a.error, a.applied_digest, a.applied_version, a.apply_seconds,

@@ -19,6 +19,13 @@ class WireError(ValueError):
     """A message that does not follow the wire contract (names what is wrong)."""
 
 
+# The agent accepts the *Complete marker inside the last part (a small
+# update is one message instead of two).  Agents that do not say so get
+# the marker as a message of its own.
+INLINE_COMPLETE = "inline-complete"
+FEATURES = (INLINE_COMPLETE,)  # what this version's agent announces
+
+
 @dataclass(frozen=True, slots=True)
 class HostCheck:
     """One result of the agent's host checks (ipset present, iptables backend, ...)."""
@@ -36,6 +43,7 @@ class Hello:
     agent_version: str
     applied_digest: str = ""  # "" when nothing was applied yet
     host_checks: tuple[HostCheck, ...] = ()
+    features: tuple[str, ...] = ()  # optional wire features the agent accepts (see FEATURES)
 
 
 @dataclass(frozen=True, slots=True)
