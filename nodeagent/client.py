@@ -42,7 +42,7 @@ from stockade import backoff
 from stockade.state import NodeDelta, NodeState, StateError, apply_delta
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, grpcutil
-from stockade.wire.digest import DigestCache, Top
+from stockade.wire.digest import Carried
 from stockade.wire.messages import (
     FEATURES,
     Ack,
@@ -173,7 +173,7 @@ class AgentClient:
         self.connects = 0
         self.attempts = 0
         self.delays: list[float] = []  # backoff delays taken (most recent last; bounded)
-        self._top: Top | None = None  # the digest's top level of ``state``: a delta re-hashes only what it names
+        self._carried: Carried | None = None  # the digest of ``state``, carried through deltas (re-hash only what changed)
         self._call: Any = None
         self._applying: asyncio.Future[Any] | None = None
         self._stopping = False
@@ -305,11 +305,12 @@ class AgentClient:
 
     async def _apply(self, new: NodeState, version: int, want_digest: str, kind: str,
                      delta: NodeDelta | None = None) -> Ack:
-        if delta is not None and self._top is not None and self._top.digest == self.digest:
-            top = DigestCache().top_after(self._top, delta, new)
+        base = self._carried
+        if delta is not None and base is not None and self.state is not None and base.digest == self.digest:
+            carried = base.after(self.state, delta, new)
         else:
-            top = DigestCache().top(new)
-        got = top.digest
+            carried = Carried.of(new)
+        got = carried.digest
         if got != want_digest:
             return self._reject(version, f"{kind} version {version}: digest {got[:12]} of the result differs "
                                          f"from the controller's {want_digest[:12]}")
@@ -335,7 +336,7 @@ class AgentClient:
             log.error("apply of %s version %d failed, keeping the last good state: %s", kind, version, err)
             return Ack(version, False, self.last_error, self.digest, self.version, seconds,
                        self.counts, writes, resync=True, drift_repairs=self.drift_repairs())
-        self.state, self.version, self.digest, self._top = new, version, got, top
+        self.state, self.version, self.digest, self._carried = new, version, got, carried
         self.counts = {k: int(v) for k, v in dict(getattr(r, "counts", None) or {}).items()}
         self.last_apply_unix = time.time()
         self.last_error = ""

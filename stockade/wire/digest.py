@@ -30,8 +30,9 @@ many nodes is hashed once), keeps everything until
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from stockade.state import (
@@ -42,6 +43,7 @@ from stockade.state import (
     NodeDelta,
     NodeState,
     chain_hash,
+    ordered_set_hash,
     set_hash,
     top_bytes,
 )
@@ -145,27 +147,104 @@ class DigestCache:
         cache (the controller: one set change reaches hundreds of nodes);
         ``evict=True`` hashes them directly and leaves the cache alone.
         Falls back to :meth:`top` when the delta does not fit ``base``."""
-        if delta.node != base.node or state.node != base.node:
-            return self.top(state, evict)
         def h(obj: IPSet | Chain) -> str:
             if evict:
                 return set_hash(obj) if isinstance(obj, IPSet) else chain_hash(obj)
             return self._hash(obj, self._frags)
-        try:
-            changed = {s.name: h(state.sets[s.name]) for s in delta.sets_upserted}
-            changed.update((m.name, h(state.sets[m.name])) for m in delta.set_members)
-            chains = []
-            for i, fam in enumerate(FAMILIES):
-                fs = state.family(fam)
-                c_changed = {c.name: h(fs.chains[c.name]) for f, c in delta.chains_upserted if f == fam}
-                chains.append(base.chains[i].patched(c_changed, (n for f, n in delta.chains_removed if f == fam)))
-        except KeyError:  # the delta names something the state lacks: not base + delta
-            return self.top(state, evict)
-        top = Top(state.node, base.sets.patched(changed, delta.sets_removed), (chains[0], chains[1]),
-                  (state.v4.hooks, state.v6.hooks))
-        return top if top.fits(state) else self.top(state, evict)
+        top = _carry(base, delta, state, h, h)
+        return top if top is not None else self.top(state, evict)
 
     def digest(self, state: NodeState, evict: bool = True) -> str:
         """The digest of ``state``.  ``evict``: forget fragments this state
         does not use (one state per cache); False: keep them (shared cache)."""
         return self.top(state, evict).digest
+
+
+def _carry(base: Top, delta: NodeDelta, state: NodeState, set_h: Callable[[IPSet], str],
+           chain_h: Callable[[Chain], str]) -> Top | None:
+    """``base`` carried through ``delta`` to ``state`` (only what the delta
+    names is hashed), or None when the delta does not fit."""
+    if delta.node != base.node or state.node != base.node:
+        return None
+    try:
+        changed = {s.name: set_h(state.sets[s.name]) for s in delta.sets_upserted}
+        changed.update((m.name, set_h(state.sets[m.name])) for m in delta.set_members)
+        chains = []
+        for i, fam in enumerate(FAMILIES):
+            fs = state.family(fam)
+            c_changed = {c.name: chain_h(fs.chains[c.name]) for f, c in delta.chains_upserted if f == fam}
+            chains.append(base.chains[i].patched(c_changed, (n for f, n in delta.chains_removed if f == fam)))
+    except KeyError:  # the delta names something the state lacks: not base + delta
+        return None
+    top = Top(state.node, base.sets.patched(changed, delta.sets_removed), (chains[0], chains[1]),
+              (state.v4.hooks, state.v6.hooks))
+    return top if top.fits(state) else None
+
+
+_Order = tuple[IPSet, list[str], list[str]]  # a set, its members and its nomatch entries in sorted order
+
+
+def _reordered(order: list[str], added: frozenset[str], removed: frozenset[str]) -> list[str]:
+    """``order`` (sorted) with ``removed`` taken out and ``added`` put in, still sorted."""
+    if len(added) + len(removed) > len(order) // 8 + 8:
+        return sorted((set(order) - removed) | added)
+    out = list(order)
+    for m in removed:
+        i = bisect.bisect_left(out, m)
+        if i < len(out) and out[i] == m:
+            del out[i]
+    for m in added:
+        i = bisect.bisect_left(out, m)
+        if i == len(out) or out[i] != m:
+            out.insert(i, m)
+    return out
+
+
+class Carried:
+    """One node's digest carried from state to state through its deltas
+    (the agent: one per stream).  Besides the :class:`Top` it keeps every
+    set's members in sorted order, so a member change re-hashes its set
+    without sorting it again (sorting is two thirds of a set's hash).
+    Values are immutable: :meth:`after` returns a new one, which the agent
+    keeps only if the state it describes is applied."""
+
+    __slots__ = ("_order", "top")
+
+    def __init__(self, top: Top, order: dict[str, _Order]) -> None:
+        self.top, self._order = top, order
+
+    @property
+    def digest(self) -> str:
+        return self.top.digest
+
+    @classmethod
+    def of(cls, state: NodeState) -> Carried:
+        """Computed over the whole state (a snapshot)."""
+        order: dict[str, _Order] = {n: (s, sorted(s.members), sorted(s.nomatch)) for n, s in state.sets.items()}
+        sets = _Section.of({n: ordered_set_hash(o[0], o[1], o[2]) for n, o in order.items()})
+        chains = tuple(_Section.of({n: chain_hash(c) for n, c in state.family(fam).chains.items()})
+                       for fam in FAMILIES)
+        return cls(Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks)), order)
+
+    def after(self, base: NodeState, delta: NodeDelta, state: NodeState) -> Carried:
+        """For ``state`` = ``base`` (the state this value describes) with
+        ``delta`` applied; computed in full when the delta does not fit."""
+        order = dict(self._order)
+        members = {m.name: m for m in delta.set_members}
+
+        def set_h(s: IPSet) -> str:
+            md, hit = members.get(s.name), order.get(s.name)
+            if md is not None and hit is not None and hit[0] is base.sets.get(s.name):
+                o: _Order = (s, _reordered(hit[1], md.added, md.removed),
+                             _reordered(hit[2], md.nomatch_added, md.nomatch_removed))
+            else:
+                o = (s, sorted(s.members), sorted(s.nomatch))
+            order[s.name] = o
+            return ordered_set_hash(*o)
+
+        top = _carry(self.top, delta, state, set_h, chain_hash)
+        if top is None:
+            return Carried.of(state)
+        for n in delta.sets_removed:
+            order.pop(n, None)
+        return Carried(top, order)

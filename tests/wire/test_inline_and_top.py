@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.distributor import Distributor
-from stockade.state import NodeState, apply_delta, diff, digest
+from stockade.state import IPSet, NodeState, apply_delta, diff, digest
 from stockade.v1 import stockade_pb2 as pb
 from stockade.wire import codec
-from stockade.wire.digest import DigestCache
+from stockade.wire.digest import Carried, DigestCache
 from stockade.wire.messages import FEATURES, Ack, Delta, Hello, Rejected, Snapshot
 from tests.wire.helpers import make_state, until
 from tests.wire.test_codec import STATES, states
@@ -148,3 +148,52 @@ def test_top_after_hashes_only_what_the_delta_names() -> None:
     assert after.digest == digest(new)
     assert len(cache) == n + 1, "one new fragment: the changed set"
     assert after.sets.names is top.sets.names, "same names: the order is shared, not rebuilt"
+
+
+# ------------------------------------------------------------------ Carried (the agent's digest)
+
+
+@st.composite
+def member_sequences(draw: st.DrawFn) -> list[NodeState]:
+    """One node whose sets' members (and nomatch entries) churn, sets come and go."""
+    pool = [f"10.0.{i // 250}.{i % 250}" for i in range(600)]
+    out = []
+    for _ in range(draw(st.integers(2, 6))):
+        sets = {}
+        for i in draw(st.lists(st.integers(0, 3), unique=True, max_size=4)):
+            mem = frozenset(draw(st.lists(st.sampled_from(pool), max_size=80)))
+            nom = frozenset(draw(st.lists(st.sampled_from(pool[:20]), max_size=3))) if i == 3 else frozenset()
+            sets[f"stk-s{i}"] = IPSet(f"stk-s{i}", "hash:net" if i == 3 else "hash:ip", "inet", mem, nom)
+        base = draw(states())
+        out.append(NodeState("n1", sets, base.v4, base.v6))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(sequences(), member_sequences()))
+def test_carried_digest_equals_the_full_digest_after_every_delta(seq: list[NodeState]) -> None:
+    c = Carried.of(seq[0])
+    assert c.digest == digest(seq[0])
+    prev = seq[0]
+    for cur in seq[1:]:
+        d = diff(prev, cur)
+        applied = apply_delta(prev, d)  # the agent's own objects
+        nxt = c.after(prev, d, applied)
+        assert nxt.digest == digest(cur)
+        c, prev = nxt, applied
+
+
+def test_carried_is_not_fooled_by_a_base_it_does_not_describe() -> None:
+    a, b = make_state(pods=5), make_state(pods=9)
+    c = Carried.of(a)
+    other = make_state(pods=7)  # not the state c describes: its order must not be reused
+    d = diff(other, b)
+    assert c.after(other, d, apply_delta(other, d)).digest == digest(b)
+
+
+def test_carried_keeps_the_previous_value_intact() -> None:
+    a, b = make_state(pods=5), make_state(pods=9)
+    c = Carried.of(a)
+    c.after(a, diff(a, b), b)
+    assert c.digest == digest(a)
+    assert c.after(a, diff(a, b), b).digest == digest(b)
