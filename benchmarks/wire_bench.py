@@ -428,13 +428,24 @@ async def emulator(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-_LIBC: Any = None
+_PARENT_ENV = "STOCKADE_WIRE_BENCH_PARENT"
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the bench process dies (prctl PR_SET_PDEATHSIG)."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)
+def _prctl_pdeathsig() -> None:
+    """SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def die_with_parent() -> None:
+    """In this file's own children (workers, emulator): end with the bench
+    process, even if it is killed; also if it died before this ran."""
+    _prctl_pdeathsig()
+    parent = os.environ.get(_PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        sys.exit(1)
 
 
 class Procs:
@@ -445,19 +456,18 @@ class Procs:
         self.tmp = tmp
         self.procs: list[tuple[str, asyncio.subprocess.Process, str]] = []
 
-    async def spawn(self, name: str, argv: list[str]) -> asyncio.subprocess.Process:
-        global _LIBC
-        if _LIBC is None:
-            try:
-                _LIBC = ctypes.CDLL(None, use_errno=True)
-            except OSError:
-                _LIBC = None
+    async def spawn(self, name: str, argv: list[str], own: bool = True) -> asyncio.subprocess.Process:
+        """``own``: this file in a child mode, which ends itself with the bench
+        process (``die_with_parent``); else (the controller) the death signal
+        is set between fork and exec, which forking a process that runs gRPC
+        threads must avoid (the fan-out-only mode's own children)."""
         log = os.path.join(self.tmp, f"{name}.log")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               _PARENT_ENV: str(os.getpid())}
         with open(log, "wb") as err:
             p = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                      stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(ROOT),
-                                                     env=env, preexec_fn=_die_with_parent)
+                                                     env=env, preexec_fn=None if own else _prctl_pdeathsig)
         self.procs.append((name, p, log))
         return p
 
@@ -885,7 +895,7 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
         ctl = await procs.spawn("controller", [
             sys.executable, "-m", "stockade", "controller", "--kubeconfig", kubeconfig,
             "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}",
-            "--replica-id", REPLICA, "--log-level", "WARNING", "--insecure-grpc", "--auth", "none"])
+            "--replica-id", REPLICA, "--log-level", "WARNING", "--insecure-grpc", "--auth", "none"], own=False)
         deaths.append(asyncio.create_task(death(ctl, "controller", procs)))
         per = -(-a.nodes // a.workers)
         workers = []
@@ -927,6 +937,7 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
             api_write: list[float] = []
             e2p: list[float] = []
             affected: list[int] = []
+            affected_by_kind: dict[str, list[int]] = {}
             change_bytes: list[int] = []
             ratio_pod: list[float] = []
             ratio_policy: list[float] = []
@@ -953,6 +964,7 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
                     lat.setdefault(ch.kind, []).append(max(acked.values()) - t0)
                     window_cpu += proc_cpu(ctl.pid) - c0
                     affected.append(len(expected))
+                    affected_by_kind.setdefault(ch.kind, []).append(len(expected))
                 else:
                     noop[ch.kind] = noop.get(ch.kind, 0) + 1
                     while True:  # until the controller's writer applied it (nothing to publish)
@@ -1007,6 +1019,8 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
         out["event_to_publish_ms"] = ms_summary(e2p)
         if affected:
             out["change_affected_nodes"] = {"mean": round(statistics.mean(affected), 1), "max": max(affected)}
+            out["change_affected_nodes_by_kind"] = {k: {"mean": round(statistics.mean(v), 1), "max": max(v)}
+                                                    for k, v in sorted(affected_by_kind.items())}
             out["write_to_last_ack_ms_per_affected_node"] = round(1000 * sum(all_lat) / sum(affected), 2)
             out["change_bytes_mean"] = round(statistics.mean(change_bytes))
         for name, ratios in (("single_pod", ratio_pod), ("policy_edit", ratio_policy)):
@@ -1252,10 +1266,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
+        die_with_parent()
         asyncio.run(worker(argv[1], int(argv[2]), int(argv[3]), argv[4:5] != ["0"]))
         return 0
     a = parser().parse_args(argv)
     if a.emulator:
+        die_with_parent()
         asyncio.run(emulator(a))
         return 0
     if min(a.nodes, a.namespaces, a.workers) < 1 or a.pods < 0 or a.policies < 0 or a.changes < 0:
