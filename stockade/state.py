@@ -278,15 +278,18 @@ def chain_hash(c: Chain) -> str:
 
 def top_bytes(node: str, set_hashes: Sequence[str],
               families: Mapping[Family, tuple[Sequence[str], Sequence[Hook]]]) -> bytes:
-    """The digest's top-level bytes from its parts: the set hashes and, per
-    family, the chain hashes (each in name order) and the hooks."""
-    obj = {
-        "node": node,
-        "sets": list(set_hashes),
-        "families": {fam: {"chains": list(ch), "hooks": [[h.builtin, h.target, h.position] for h in hooks]}
-                     for fam, (ch, hooks) in families.items()},
-    }
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    """The digest's top-level bytes from its parts: a JSON header (node
+    name, counts, hooks) then one hash per line: the sets', then each
+    family's chains' (each in name order).  Hashes are hex, so lines
+    cannot be confused; no JSON for the long part (it is rebuilt for every
+    node a change reaches)."""
+    fams = sorted(families.items())
+    head = json.dumps([node, len(set_hashes), [[fam, len(ch), [[h.builtin, h.target, h.position] for h in hooks]]
+                                               for fam, (ch, hooks) in fams]], separators=(",", ":"))
+    lines = [head, *set_hashes]
+    for _, (ch, _hooks) in fams:
+        lines.extend(ch)
+    return "\n".join(lines).encode()
 
 
 def canonical(state: NodeState) -> bytes:
