@@ -114,20 +114,17 @@ class Distributor:
     ``replica`` names this controller replica in messages and status.
     ``retry_base``/``retry_max`` bound the pause before a snapshot is re-sent
     after a failed ack.  ``max_concurrent_snapshots`` bounds how many
-    snapshots are in flight at the same time (encoded, written and not yet
-    acked, or ``snapshot_hold`` seconds at most: memory on both sides).
-    ``budget`` is the codec's part size.
+    snapshots are encoded and written at the same time (memory).  ``budget`` is the codec's part size.
     """
 
     def __init__(self, replica: str = "", *, budget: int = codec.DEFAULT_BUDGET,
                  retry_base: float = 0.5, retry_max: float = 30.0, max_concurrent_snapshots: int = 32,
-                 snapshot_hold: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.replica = replica
         self.budget = budget
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.clock = clock
-        self.snapshot_hold = snapshot_hold
         self._nodes: dict[str, _Node] = {}
         self._ready = asyncio.Event()
         self._ready_change = asyncio.Event()
@@ -384,20 +381,6 @@ class Distributor:
         old.set()
         s.wake.set()
 
-    async def _until_answered(self, s: _Session, timeout: float) -> None:
-        """Return once the update in flight on ``s`` was acked (or failed),
-        the stream closed, or ``timeout`` seconds passed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while s.inflight is not None and not s.closed:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            s.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(s.wake.wait(), left)
-        s.wake.set()  # whatever else woke us is looked at by the write loop
-
     async def _write_loop(self, n: _Node, s: _Session, send: Send) -> None:
         sent_version, sent_state, sent_digest = 0, None, ""
         while not s.closed:
@@ -442,16 +425,12 @@ class Distributor:
                         MESSAGES_SENT.inc()
                         if s.closed:
                             return
-                    del msgs
+                    # neither the list nor the loop variable may outlive the send: a
+                    # snapshot is one message of up to a MiB, times a thousand streams
+                    del msgs, m
                     n.sent_version = version
                     old_ev, n.sent_event = n.sent_event, asyncio.Event()
                     old_ev.set()
-                    if big:
-                        # keep the slot until the agent acked (or a bound passed):
-                        # gRPC accepts a message before the bytes left, so without
-                        # this a thousand connecting agents would each have their
-                        # snapshot encoded and buffered at once (1 GB, measured)
-                        await self._until_answered(s, self.snapshot_hold)
                 continue
             s.wake.clear()
             if wait is None:

@@ -264,6 +264,7 @@ class AgentClient:
                     # raised (it logs "Exception deserializing message!"): not EOF
                     raise WireError("undecodable message from the controller (not a ControllerMessage)")
                 update = asm.feed(msg)
+                del msg  # a snapshot can be one large message: do not hold it while idle
                 if update is None:
                     continue
                 delivered = True
