@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from controller import metrics, oracle
+from controller import heap, metrics, oracle
 from controller.model import Namespace, NetworkPolicy, Node, Pod
 from controller.settings import Settings
 from controller.watch import KINDS, Change, Listed, Message, Projector, Watcher, api_call
@@ -261,6 +261,8 @@ class Writer:
         self.distributor.set_ready(True)
         metrics.READY.set(1)
         self.ready_event.set()
+        if self._s.heap_settle_seconds > 0:
+            heap.settle()  # the initial model is built: keep full collections off it
         st = self.engine.stats()
         log.info("controller READY%s: every kind listed; %d node states published (%s)", self.ready_note,
                  self.published, ", ".join(f"{k}={st[k]}" for k in ("nodes", "namespaces", "pods", "policies",
@@ -325,6 +327,11 @@ class Controller:
         dist = self.distributor = Distributor(s.replica_id)
         self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
+        if s.runtime.heap_settle_seconds > 0:
+            writer = self.writer
+            self.tasks.append(asyncio.create_task(
+                heap.maintain(s.runtime.heap_settle_seconds, lambda: writer.ready and writer.queue.empty()),
+                name="stockade-heap"))
         self.tls, self.guard = await self._channel_security()
         try:
             self.grpc = await self._start_grpc(dist)

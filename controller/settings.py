@@ -70,6 +70,10 @@ class RuntimeSettings:
     # Upper bound on messages applied per batch, so one flood cannot delay
     # publishing forever.
     max_batch: int = 5000
+    # Freeze the heap once ready and every this many seconds when idle, so
+    # full garbage collections do not walk the whole model (controller/heap.py).
+    # 0: leave the collector alone.
+    heap_settle_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
