@@ -12,11 +12,12 @@ model built) makes one full collection, then ``gc.freeze()``: every object
 alive now moves to the permanent generation, which collections skip.
 Frozen objects are still freed by reference counting when dropped (the
 model is made of immutable values without cycles), so the heap does not
-grow because of it.  :func:`maintain` repeats this every ``interval``
-seconds at a moment the caller says is idle: the objects made since (the
-states of later changes) join the permanent generation, and cyclic garbage
-among frozen objects, if any, is reclaimed then: one pause per interval,
-not one per few hundred changes.
+grow because of it.  :func:`maintain` keeps it so at moments the caller
+says are idle: every ``freeze_every`` seconds (10) a plain freeze moves
+what later changes made (their states) to the permanent generation too,
+without a walk; every ``settle_every`` seconds (600) a full settle, which
+also reclaims cyclic garbage a plain freeze may have kept: one full walk
+per ten minutes, not one per few hundred changes.
 
 No I/O; the only state is the interpreter's collector.
 """
@@ -43,10 +44,28 @@ def settle() -> float:
     return took
 
 
-async def maintain(interval: float, idle: Callable[[], bool], poll: float = 1.0) -> None:
-    """Every ``interval`` seconds, :func:`settle` at the first moment ``idle()`` is true."""
+def freeze() -> None:
+    """Freeze what is alive now without collecting first (cheap: no walk)."""
+    gc.freeze()
+
+
+async def maintain(settle_every: float, idle: Callable[[], bool], freeze_every: float = 0.0,
+                   poll: float = 1.0) -> None:
+    """At the first idle moment (``idle()`` true) after every ``freeze_every``
+    seconds, :func:`freeze`; after every ``settle_every`` seconds, :func:`settle`
+    (which also reclaims any cyclic garbage a plain freeze kept).  0 turns
+    a step off."""
+    loop = asyncio.get_running_loop()
+    next_settle = loop.time() + settle_every if settle_every > 0 else float("inf")
+    step = min(x for x in (settle_every, freeze_every, float("inf")) if x > 0)
+    if step == float("inf"):
+        return
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(step)
         while not idle():
             await asyncio.sleep(poll)
-        settle()
+        if loop.time() >= next_settle:
+            settle()
+            next_settle = loop.time() + settle_every
+        elif freeze_every > 0:
+            freeze()

@@ -330,7 +330,8 @@ class Controller:
         if s.runtime.heap_settle_seconds > 0:
             writer = self.writer
             self.tasks.append(asyncio.create_task(
-                heap.maintain(s.runtime.heap_settle_seconds, lambda: writer.ready and writer.queue.empty()),
+                heap.maintain(s.runtime.heap_settle_seconds, lambda: writer.ready and writer.queue.empty(),
+                              s.runtime.heap_freeze_seconds),
                 name="stockade-heap"))
         self.tls, self.guard = await self._channel_security()
         try:

@@ -70,10 +70,12 @@ class RuntimeSettings:
     # Upper bound on messages applied per batch, so one flood cannot delay
     # publishing forever.
     max_batch: int = 5000
-    # Freeze the heap once ready and every this many seconds when idle, so
-    # full garbage collections do not walk the whole model (controller/heap.py).
-    # 0: leave the collector alone.
+    # Settle the heap (collect, then freeze) once ready and every this many
+    # seconds when idle, and freeze what is new every heap_freeze_seconds, so
+    # garbage collections do not walk the whole model (controller/heap.py).
+    # 0: leave the collector alone / no plain freezes.
     heap_settle_seconds: float = 600.0
+    heap_freeze_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

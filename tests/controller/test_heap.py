@@ -51,3 +51,18 @@ async def test_maintain_waits_until_idle() -> None:
         await asyncio.sleep(0.01)
     task.cancel()
     assert gc.get_freeze_count() > 0
+
+
+async def test_maintain_freezes_often_and_settles_rarely(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[str] = []
+    monkeypatch.setattr(heap, "settle", lambda: steps.append("settle") or 0.0)
+    monkeypatch.setattr(heap, "freeze", lambda: steps.append("freeze"))
+    task = asyncio.create_task(heap.maintain(0.2, lambda: True, freeze_every=0.02, poll=0.01))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    assert steps.count("freeze") >= 5
+    assert 1 <= steps.count("settle") <= 3
+
+
+async def test_maintain_with_everything_off_returns() -> None:
+    await asyncio.wait_for(heap.maintain(0, lambda: True, 0), 1)
