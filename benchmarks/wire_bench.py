@@ -358,9 +358,26 @@ class ReportingClient(AgentClient):
     async def handle(self, u: Update) -> Ack:
         ack = await super().handle(u)
         if ack.ok:
-            os.write(1, f"A {self.settings.node} {ack.applied_version} {ack.applied_digest} "
-                        f"{time.monotonic():.6f}\n".encode())
+            _report(f"A {self.settings.node} {ack.applied_version} {ack.applied_digest} {time.monotonic():.6f}\n")
         return ack
+
+
+_pending: list[str] = []
+
+
+def _report(line: str) -> None:
+    """Queue one report line; all lines queued in one turn of the event loop
+    go out in one write (hundreds of agents ack the same change together)."""
+    if not _pending:
+        asyncio.get_running_loop().call_soon(_flush_reports)
+    _pending.append(line)
+
+
+def _flush_reports() -> None:
+    data = "".join(_pending).encode()
+    _pending.clear()
+    while data:
+        data = data[os.write(1, data):]
 
 
 async def worker(addr: str, first: int, n: int, report: bool, collector: str = "off") -> None:

@@ -136,8 +136,8 @@ class Distributor:
         self.deltas_sent = 0
         self.in_syncs_sent = 0
         self.bytes_sent = 0
-        self._digests = DigestCache()  # shared by all nodes; swept every few publishes
-        self._publishes_since_sweep = 0
+        self._digests = DigestCache()  # shared by all nodes; swept when it doubled
+        self._digests_kept = 0
 
     # ---------------------------------------------------------------- writer side
 
@@ -161,10 +161,12 @@ class Distributor:
         n = self._node(node)
         if n.state is not None and (state is n.state or (digest and digest == n.digest) or state == n.state):
             return n.version
-        self._publishes_since_sweep += 1
-        if self._publishes_since_sweep > 2 * len(self._nodes) + 1000:
-            self._publishes_since_sweep = 0
+        if len(self._digests) > 2 * self._digests_kept + 10_000:
+            # sweep hashes of sets/chains no state uses any more; it walks every
+            # node's state, so only when the cache doubled (a change makes a few
+            # new objects shared by all the nodes it reaches: sweeps are rare)
             self._digests.retain(x.state for x in self._nodes.values() if x.state is not None)
+            self._digests_kept = len(self._digests)
         n.delta = (n.version, diff(n.state, state)) if n.state is not None else None
         n.state, n.version, n.digest = state, n.version + 1, digest or ""
         n.published_at[n.version] = self.clock()

@@ -367,6 +367,16 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
                      tuple(hooks))
 
 
+def _changed(cur: frozenset[str], added: frozenset[str], removed: frozenset[str]) -> frozenset[str]:
+    """``(cur - removed) | added`` with one copy of ``cur`` where one will do
+    (a member change usually only adds or only removes; sets hold thousands)."""
+    if not removed:
+        return cur | added if added else cur
+    if not added:
+        return cur - removed
+    return (cur - removed) | added
+
+
 def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
     """``state`` with ``delta`` applied.  Raises StateError when the delta
     does not fit (a member change for a set that does not exist, ...)."""
@@ -383,8 +393,8 @@ def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
         cur = sets.get(md.name)
         if cur is None:
             raise StateError(f"set_members: no set {short(md.name)}")
-        sets[md.name] = cur.with_members((cur.members - md.removed) | md.added,
-                                         (cur.nomatch - md.nomatch_removed) | md.nomatch_added)
+        sets[md.name] = cur.with_members(_changed(cur.members, md.added, md.removed),
+                                         _changed(cur.nomatch, md.nomatch_added, md.nomatch_removed))
     fams: dict[str, FamilyState] = {}
     for fam in FAMILIES:
         fs = state.family(fam)
