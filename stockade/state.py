@@ -267,7 +267,12 @@ def ordered_set_hash(s: IPSet, members: Sequence[str], nomatch: Sequence[str]) -
     per line (a valid member is printable ASCII without whitespace, see
     :func:`check_member`): five times cheaper than JSON for large sets."""
     head = json.dumps([s.name, s.type, s.family, s.counters, len(members), len(nomatch)], separators=(",", ":"))
-    return hashlib.sha256("\n".join((head, *members, *nomatch)).encode()).hexdigest()
+    h = hashlib.sha256(head.encode())
+    for entries in (members, nomatch):
+        if entries:
+            h.update(b"\n")
+            h.update("\n".join(entries).encode())
+    return h.hexdigest()
 
 
 def chain_hash(c: Chain) -> str:
