@@ -33,6 +33,17 @@ from collections.abc import Callable
 log = logging.getLogger("stockade.heap")
 
 
+def young_threshold(objects: int) -> None:
+    """Collect the youngest generation only after ``objects`` new container
+    objects (CPython's default: 700).  Most of what a change allocates
+    (per-node deltas, digests, messages) is garbage within milliseconds: with
+    a larger threshold it dies before a collection has to walk it, and less
+    is promoted for the older generations to walk again (wire_bench:
+    controller CPU per change 47.5 -> 40.2 ms at 20,000)."""
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(objects, g1, g2)
+
+
 def settle() -> float:
     """Collect everything, then freeze what is left; returns the seconds it took."""
     t = time.perf_counter()

@@ -327,6 +327,8 @@ class Controller:
         dist = self.distributor = Distributor(s.replica_id)
         self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))
+        if s.runtime.gc_young_threshold > 0:
+            heap.young_threshold(s.runtime.gc_young_threshold)
         if s.runtime.heap_settle_seconds > 0:
             writer = self.writer
             self.tasks.append(asyncio.create_task(

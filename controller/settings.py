@@ -76,6 +76,8 @@ class RuntimeSettings:
     # 0: leave the collector alone / no plain freezes.
     heap_settle_seconds: float = 600.0
     heap_freeze_seconds: float = 10.0
+    # New container objects between young collections (CPython: 700).
+    gc_young_threshold: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,3 +66,12 @@ async def test_maintain_freezes_often_and_settles_rarely(monkeypatch: pytest.Mon
 
 async def test_maintain_with_everything_off_returns() -> None:
     await asyncio.wait_for(heap.maintain(0, lambda: True, 0), 1)
+
+
+def test_young_threshold_changes_only_the_youngest_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        heap.young_threshold(12_345)
+        assert gc.get_threshold() == (12_345, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
