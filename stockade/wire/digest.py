@@ -30,21 +30,22 @@ many nodes is hashed once), keeps everything until
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from stockade.state import (
     FAMILIES,
+    MEMBER_SUM_MOD,
     Chain,
     Hook,
     IPSet,
     NodeDelta,
     NodeState,
     chain_hash,
-    ordered_set_hash,
+    member_sum,
     set_hash,
+    set_hash_of,
     top_bytes,
 )
 
@@ -104,19 +105,28 @@ class DigestCache:
 
     def __init__(self) -> None:
         self._frags: dict[int, tuple[Any, str]] = {}
+        # per set name: the last set object hashed and its member sums, so the
+        # next version of that set is hashed from what changed
+        self._sums: dict[str, _Sums] = {}
 
     def _hash(self, obj: IPSet | Chain, new: dict[int, tuple[Any, str]]) -> str:
         k = id(obj)
         hit = self._frags.get(k)
         if hit is None or hit[0] is not obj:
-            hit = (obj, set_hash(obj) if isinstance(obj, IPSet) else chain_hash(obj))
+            hit = (obj, self._set_hash(obj) if isinstance(obj, IPSet) else chain_hash(obj))
             new[k] = hit
         elif new is not self._frags:
             new[k] = hit
         return hit[1]
 
+    def _set_hash(self, s: IPSet) -> str:
+        sums = _sums_after(self._sums.get(s.name), s)
+        self._sums[s.name] = sums
+        return set_hash_of(s, sums[1], sums[2])
+
     def retain(self, states: Iterable[NodeState]) -> None:
         """Keep only the fragments of sets and chains used by ``states``."""
+        states = list(states)
         live: dict[int, tuple[Any, str]] = {}
         for st in states:
             objs: list[Any] = [*st.sets.values(), *st.v4.chains.values(), *st.v6.chains.values()]
@@ -125,6 +135,8 @@ class DigestCache:
                 if hit is not None and hit[0] is o:
                     live[id(o)] = hit
         self._frags = live
+        names = {n for st in states for n in st.sets}
+        self._sums = {n: v for n, v in self._sums.items() if n in names}
 
     def __len__(self) -> int:
         return len(self._frags)
@@ -138,6 +150,7 @@ class DigestCache:
                        for fam in FAMILIES)
         if evict:
             self._frags = new
+            self._sums = {n: self._sums[n] for n in state.sets if n in self._sums}
         return Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks))
 
     def top_after(self, base: Top, delta: NodeDelta, state: NodeState, evict: bool = True) -> Top:
@@ -181,37 +194,38 @@ def _carry(base: Top, delta: NodeDelta, state: NodeState, set_h: Callable[[IPSet
     return top if top.fits(state) else None
 
 
-_Order = tuple[IPSet, list[str], list[str]]  # a set, its members and its nomatch entries in sorted order
+_Sums = tuple[IPSet, int, int]  # a set and the member sums of its members and of its nomatch entries
 
 
-def _reordered(order: list[str], added: frozenset[str], removed: frozenset[str]) -> list[str]:
-    """``order`` (sorted) with ``removed`` taken out and ``added`` put in, still sorted."""
-    if len(added) + len(removed) > len(order) // 8 + 8:
-        return sorted((set(order) - removed) | added)
-    out = list(order)
-    for m in removed:
-        i = bisect.bisect_left(out, m)
-        if i < len(out) and out[i] == m:
-            del out[i]
-    for m in added:
-        i = bisect.bisect_left(out, m)
-        if i == len(out) or out[i] != m:
-            out.insert(i, m)
-    return out
+def _sums_after(prev: _Sums | None, s: IPSet) -> _Sums:
+    """``s``'s member sums, from ``prev`` (an earlier version of the same
+    set) when few members changed: frozenset differences run in C, a
+    member's hash does not."""
+    if prev is not None:
+        old = prev[0]
+        if old is s:
+            return prev
+        if old.header() == s.header():
+            added, removed = s.members - old.members, old.members - s.members
+            if len(added) + len(removed) <= len(s.members) // 4:
+                n_added, n_removed = s.nomatch - old.nomatch, old.nomatch - s.nomatch
+                return (s, (prev[1] + member_sum(added) - member_sum(removed)) % MEMBER_SUM_MOD,
+                        (prev[2] + member_sum(n_added) - member_sum(n_removed)) % MEMBER_SUM_MOD)
+    return (s, member_sum(s.members), member_sum(s.nomatch))
 
 
 class Carried:
     """One node's digest carried from state to state through its deltas
     (the agent: one per stream).  Besides the :class:`Top` it keeps every
-    set's members in sorted order, so a member change re-hashes its set
-    without sorting it again (sorting is two thirds of a set's hash).
-    Values are immutable: :meth:`after` returns a new one, which the agent
-    keeps only if the state it describes is applied."""
+    set's member sums (``stockade.state.member_sum``), so a member change
+    re-hashes its set from the members the delta names alone.  Values are
+    immutable: :meth:`after` returns a new one, which the agent keeps only
+    if the state it describes is applied."""
 
-    __slots__ = ("_order", "top")
+    __slots__ = ("_sums", "top")
 
-    def __init__(self, top: Top, order: dict[str, _Order]) -> None:
-        self.top, self._order = top, order
+    def __init__(self, top: Top, sums: dict[str, _Sums]) -> None:
+        self.top, self._sums = top, sums
 
     @property
     def digest(self) -> str:
@@ -220,31 +234,31 @@ class Carried:
     @classmethod
     def of(cls, state: NodeState) -> Carried:
         """Computed over the whole state (a snapshot)."""
-        order: dict[str, _Order] = {n: (s, sorted(s.members), sorted(s.nomatch)) for n, s in state.sets.items()}
-        sets = _Section.of({n: ordered_set_hash(o[0], o[1], o[2]) for n, o in order.items()})
+        sums: dict[str, _Sums] = {n: (s, member_sum(s.members), member_sum(s.nomatch)) for n, s in state.sets.items()}
+        sets = _Section.of({n: set_hash_of(*o) for n, o in sums.items()})
         chains = tuple(_Section.of({n: chain_hash(c) for n, c in state.family(fam).chains.items()})
                        for fam in FAMILIES)
-        return cls(Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks)), order)
+        return cls(Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks)), sums)
 
     def after(self, base: NodeState, delta: NodeDelta, state: NodeState) -> Carried:
         """For ``state`` = ``base`` (the state this value describes) with
         ``delta`` applied; computed in full when the delta does not fit."""
-        order = dict(self._order)
+        sums = dict(self._sums)
         members = {m.name: m for m in delta.set_members}
 
         def set_h(s: IPSet) -> str:
-            md, hit = members.get(s.name), order.get(s.name)
+            md, hit = members.get(s.name), sums.get(s.name)
             if md is not None and hit is not None and hit[0] is base.sets.get(s.name):
-                o: _Order = (s, _reordered(hit[1], md.added, md.removed),
-                             _reordered(hit[2], md.nomatch_added, md.nomatch_removed))
+                o: _Sums = (s, (hit[1] + member_sum(md.added) - member_sum(md.removed)) % MEMBER_SUM_MOD,
+                            (hit[2] + member_sum(md.nomatch_added) - member_sum(md.nomatch_removed)) % MEMBER_SUM_MOD)
             else:
-                o = (s, sorted(s.members), sorted(s.nomatch))
-            order[s.name] = o
-            return ordered_set_hash(*o)
+                o = (s, member_sum(s.members), member_sum(s.nomatch))
+            sums[s.name] = o
+            return set_hash_of(*o)
 
         top = _carry(self.top, delta, state, set_h, chain_hash)
         if top is None:
             return Carried.of(state)
         for n in delta.sets_removed:
-            order.pop(n, None)
-        return Carried(top, order)
+            sums.pop(n, None)
+        return Carried(top, sums)

@@ -216,3 +216,18 @@ async def test_distributor_does_not_hold_a_sent_message() -> None:
     assert refs == 2, "only the test's list (and getrefcount's argument) refer to it"
     await p.acks.put(None)
     await asyncio.wait_for(t, 5)
+
+
+def test_shared_cache_hashes_a_new_version_of_a_set_from_what_changed() -> None:
+    """The controller's cache carries a set's member sums from its previous
+    version (same name) when few members changed: still the full digest."""
+    from stockade.state import member_sum
+
+    big = make_state(pods=400)
+    cache = DigestCache()
+    assert cache.digest(big, evict=False) == digest(big)
+    pods = big.sets["stk-pods"]
+    for change in (pods.members | {"10.9.9.9"}, pods.members - {sorted(pods.members)[7]}):
+        nxt = NodeState(big.node, {**big.sets, "stk-pods": pods.with_members(frozenset(change))}, big.v4, big.v6)
+        assert cache.digest(nxt, evict=False) == digest(nxt)
+    assert member_sum(["a", "b", "c"]) == member_sum(["c", "a", "b"]) != member_sum(["a", "b"])
