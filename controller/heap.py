@@ -61,11 +61,12 @@ def freeze() -> None:
 
 
 async def maintain(settle_every: float, idle: Callable[[], bool], freeze_every: float = 0.0,
-                   poll: float = 1.0) -> None:
+                   poll: float = 1.0, chores: Callable[[], None] | None = None) -> None:
     """At the first idle moment (``idle()`` true) after every ``freeze_every``
     seconds, :func:`freeze`; after every ``settle_every`` seconds, :func:`settle`
     (which also reclaims any cyclic garbage a plain freeze kept).  0 turns
-    a step off."""
+    a step off.  ``chores`` (e.g. sweeping caches) runs first at each of
+    those idle moments, so what it frees is not frozen."""
     loop = asyncio.get_running_loop()
     next_settle = loop.time() + settle_every if settle_every > 0 else float("inf")
     step = min(x for x in (settle_every, freeze_every, float("inf")) if x > 0)
@@ -75,6 +76,8 @@ async def maintain(settle_every: float, idle: Callable[[], bool], freeze_every: 
         await asyncio.sleep(step)
         while not idle():
             await asyncio.sleep(poll)
+        if chores is not None:
+            chores()
         if loop.time() >= next_settle:
             settle()
             next_settle = loop.time() + settle_every

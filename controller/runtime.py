@@ -333,7 +333,7 @@ class Controller:
             writer = self.writer
             self.tasks.append(asyncio.create_task(
                 heap.maintain(s.runtime.heap_settle_seconds, lambda: writer.ready and writer.queue.empty(),
-                              s.runtime.heap_freeze_seconds),
+                              s.runtime.heap_freeze_seconds, chores=dist.sweep_if_grown),
                 name="stockade-heap"))
         self.tls, self.guard = await self._channel_security()
         try:

@@ -57,10 +57,13 @@ async def test_maintain_freezes_often_and_settles_rarely(monkeypatch: pytest.Mon
     steps: list[str] = []
     monkeypatch.setattr(heap, "settle", lambda: steps.append("settle") or 0.0)
     monkeypatch.setattr(heap, "freeze", lambda: steps.append("freeze"))
-    task = asyncio.create_task(heap.maintain(0.2, lambda: True, freeze_every=0.02, poll=0.01))
+    task = asyncio.create_task(heap.maintain(0.2, lambda: True, freeze_every=0.02, poll=0.01,
+                                             chores=lambda: steps.append("chores")))
     await asyncio.sleep(0.5)
     task.cancel()
     assert steps.count("freeze") >= 5
+    assert steps.count("chores") == steps.count("freeze") + steps.count("settle")
+    assert steps.index("chores") < min(steps.index("freeze"), steps.index("settle"))
     assert 1 <= steps.count("settle") <= 3
 
 

@@ -231,3 +231,18 @@ def test_shared_cache_hashes_a_new_version_of_a_set_from_what_changed() -> None:
         nxt = NodeState(big.node, {**big.sets, "stk-pods": pods.with_members(frozenset(change))}, big.v4, big.v6)
         assert cache.digest(nxt, evict=False) == digest(nxt)
     assert member_sum(["a", "b", "c"]) == member_sum(["c", "a", "b"]) != member_sum(["a", "b"])
+
+
+def test_distributor_sweep_keeps_only_live_hashes() -> None:
+    d = Distributor("r1")
+    for i in range(1, 6):
+        d.publish("n1", make_state(pods=i, extra_sets=i))
+        d.desired("n1")  # computes the digest
+    before = len(d._digests)
+    d.sweep()
+    st = make_state(pods=5, extra_sets=5)
+    live = len(st.sets) + len(st.v4.chains) + len(st.v6.chains)
+    after = len(d._digests)
+    assert after <= live < before, "only fragments of objects the live state holds remain"
+    d.sweep_if_grown()  # nothing new: no sweep needed, nothing lost
+    assert len(d._digests) == after and d.desired("n1")[2] == digest(st)  # type: ignore[index]
