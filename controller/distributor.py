@@ -81,7 +81,8 @@ class _Node:
     """What the distributor knows about one node.
 
     Desired side: ``state`` (None: never published or removed), ``version``,
-    ``digest``, ``delta`` = (base version, delta to ``version``).
+    ``digest``, ``delta`` = (base version, delta to ``version``), computed
+    from ``base`` (the previous version and state) when first needed.
     Agent side: the latest hello and ack fields, for ``nodes_status``."""
 
     name: str
@@ -89,6 +90,7 @@ class _Node:
     version: int = 0
     digest: str = ""
     delta: tuple[int, NodeDelta] | None = None
+    base: tuple[int, NodeState] | None = None  # the previous version, until ``delta`` is computed from it
     top: Top | None = None  # the digest's top level of version ``top_version`` (carried forward by deltas)
     top_version: int = 0
     published_at: dict[int, float] = field(default_factory=dict)
@@ -163,7 +165,11 @@ class Distributor:
             return n.version
         if len(self._digests) > max(4 * self._digests_kept, 200_000):
             self.sweep()  # a bound for memory; the controller sweeps when idle (sweep_if_grown)
-        n.delta = (n.version, diff(n.state, state)) if n.state is not None else None
+        # the delta from the previous version is computed when first needed (by
+        # the node's stream), so a change reaching hundreds of nodes starts
+        # being sent while the rest are still being published
+        n.base = (n.version, n.state) if n.state is not None else None
+        n.delta = None
         n.state, n.version, n.digest = state, n.version + 1, digest or ""
         n.published_at[n.version] = self.clock()
         if len(n.published_at) > _PUBLISH_TIMES_KEPT:
@@ -185,13 +191,22 @@ class Distributor:
         if len(self._digests) > 1.5 * self._digests_kept + 1000:
             self.sweep()
 
+    @staticmethod
+    def _delta(n: _Node) -> tuple[int, NodeDelta] | None:
+        """(previous version, delta from it to the current state), computed once."""
+        if n.delta is None and n.base is not None and n.state is not None:
+            n.delta = (n.base[0], diff(n.base[1], n.state))
+            n.base = None
+        return n.delta
+
     def _dig(self, n: _Node) -> str:
         """The digest of ``n``'s desired state ("" when it has none), computed
         once: from the previous version's top level and the delta when that
         is at hand (only what the delta names is hashed), else in full."""
         if not n.digest and n.state is not None:
-            if n.top is not None and n.delta is not None and n.delta[0] == n.top_version:
-                top = self._digests.top_after(n.top, n.delta[1], n.state, evict=False)
+            d = self._delta(n)
+            if n.top is not None and d is not None and d[0] == n.top_version:
+                top = self._digests.top_after(n.top, d[1], n.state, evict=False)
             else:
                 top = self._digests.top(n.state, evict=False)
             n.top, n.top_version, n.digest = top, n.version, top.digest
@@ -206,7 +221,7 @@ class Distributor:
         if n.session is None:
             del self._nodes[node]
         else:
-            n.state, n.delta, n.top = None, None, None
+            n.state, n.base, n.delta, n.top = None, None, None, None
 
     def set_ready(self, ready: bool = True) -> None:
         """Open (or close) the readiness gate: nothing is sent while closed."""
@@ -417,8 +432,9 @@ class Distributor:
                             self.snapshots_sent += 1
                     else:
                         assert sent_state is not None
-                        if n.delta is not None and n.delta[0] == sent_version:
-                            delta = n.delta[1]
+                        d = self._delta(n)
+                        if d is not None and d[0] == sent_version:
+                            delta = d[1]
                         else:
                             delta = diff(sent_state, state)
                         msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
