@@ -56,6 +56,8 @@ PUBLISH_TO_ACK = Histogram("stockade_wire_publish_to_ack_seconds", "From publish
                            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 ACK_ERRORS = Counter("stockade_wire_ack_errors", "Acks reporting that a version was not applied")
 
+_UPDATES_BY_KIND = {k: UPDATES_SENT.labels(k) for k in ("snapshot", "delta", "in_sync")}
+
 Send = Callable[[Any], Awaitable[None]]
 
 _PUBLISH_TIMES_KEPT = 64  # publish times remembered per node for the latency metric
@@ -380,7 +382,7 @@ class Distributor:
         n.last_ack_unix = time.time()
         n.drift_repairs = a.drift_repairs
         if a.counts:
-            n.counts = dict(a.counts)
+            n.counts = a.counts  # the decoded ack's own dict
         if a.ok:
             s.failures = 0
             n.acked_version, n.acked_digest = a.version, a.applied_digest
@@ -443,7 +445,7 @@ class Distributor:
                         self.deltas_sent += 1
                     s.inflight, s.need_snapshot = version, False
                     sent_version, sent_state, sent_digest = version, state, dig
-                    UPDATES_SENT.labels(kind).inc()
+                    _UPDATES_BY_KIND[kind].inc()
                     for m in msgs:
                         size = m.ByteSize()
                         await send(m)
