@@ -15,13 +15,10 @@ This module only sequences the process; the pipeline is wired in
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
 import sys
-import time
-from typing import Any
 
 from controller.settings import Settings, SettingsError, parse_args
 
@@ -55,7 +52,6 @@ async def run(settings: Settings) -> int:
                       f"{type(e).__name__}: {e}")
             await ctl.stop()
             return 1
-        freezer = asyncio.create_task(_freeze_after_ready(ctl), name="stockade-gc-freeze")
         stopper = asyncio.create_task(stop.wait(), name="stockade-signal")
         dead = asyncio.create_task(ctl.wait(), name="stockade-root-watch")
         done, _ = await asyncio.wait({stopper, dead}, return_when=asyncio.FIRST_COMPLETED)
@@ -65,26 +61,13 @@ async def run(settings: Settings) -> int:
             log.error("root task %s ended (%s): stopping", task.get_name(),
                       f"{type(exc).__name__}: {exc}" if exc else "cancelled")
             rc = 1
-        for t in (stopper, dead, freezer):
+        for t in (stopper, dead):
             t.cancel()
         await ctl.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return rc
-
-
-async def _freeze_after_ready(ctl: Any) -> None:
-    """Once the first full list is in memory, move everything allocated so
-    far out of the garbage collector's reach (``gc.freeze``): the cluster's
-    records live for the whole process, and a full collection scanning them
-    paused the writer for ~0.7 s at 30,000 pods."""
-    await ctl.writer.ready_event.wait()
-    t = time.monotonic()
-    gc.collect()
-    gc.freeze()
-    log.info("gc: %d objects frozen after the first list (%.0f ms)", gc.get_freeze_count(),
-             (time.monotonic() - t) * 1000)
 
 
 def main(argv: list[str]) -> int:

@@ -261,12 +261,12 @@ class Writer:
         self.distributor.set_ready(True)
         metrics.READY.set(1)
         self.ready_event.set()
-        if self._s.heap_settle_seconds > 0:
-            heap.settle()  # the initial model is built: keep full collections off it
         st = self.engine.stats()
         log.info("controller READY%s: every kind listed; %d node states published (%s)", self.ready_note,
                  self.published, ", ".join(f"{k}={st[k]}" for k in ("nodes", "namespaces", "pods", "policies",
                                                                        "invalid_policies") if k in st))
+        if self._s.heap_settle_seconds > 0:
+            heap.settle()  # the initial model is built: keep full collections off it
 
 
 async def make_api_client(settings: Settings) -> Any:

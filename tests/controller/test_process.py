@@ -67,7 +67,7 @@ async def test_ready_then_graceful_shutdown(kube: Kube, kubeconfig: str, sig: in
         m = await read_until(p.stdout, STARTED.pattern, lines)
         grpc_port, http_port = int(m.group(1)), int(m.group(2))
         await read_until(p.stdout, r"controller READY \(replica proc-1, gRPC .*\)", lines)
-        await read_until(p.stdout, r"gc: \d+ objects frozen after the first list", lines)
+        await read_until(p.stdout, r"heap settled: \d+ objects frozen", lines)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
             async with s.get(f"http://127.0.0.1:{http_port}/readyz") as r:
                 assert r.status == 200
