@@ -332,7 +332,7 @@ class MemApplier:
         self.state: NodeState | None = None
         self.applies = 0
 
-    async def apply(self, state: NodeState) -> Any:
+    async def apply(self, state: NodeState, digest: str = "") -> Any:
         self.state = state
         self.applies += 1
         return _Result(count(state))

@@ -80,9 +80,10 @@ class ApplyResult(Protocol):
 
 
 class Applier(Protocol):
-    """Makes the kernel enforce a state; ``nodeagent.dataplane.Dataplane`` in the agent."""
+    """Makes the kernel enforce a state; ``nodeagent.dataplane.Dataplane`` in the agent.
+    ``digest`` is the state's digest, already verified (saves computing it again)."""
 
-    async def apply(self, state: NodeState) -> Any: ...
+    async def apply(self, state: NodeState, digest: str = "") -> Any: ...
 
 
 @dataclass
@@ -318,7 +319,7 @@ class AgentClient:
         t0 = time.monotonic()
         # shielded: cancelling the client (shutdown) never cuts an apply in
         # half; ``drain`` waits for it instead
-        fut = asyncio.ensure_future(self.applier.apply(new))
+        fut = asyncio.ensure_future(self.applier.apply(new, got))
         self._applying = fut
         try:
             r = await asyncio.shield(fut)

@@ -209,12 +209,15 @@ class Dataplane:
                 "applied_digest": self.applied_digest,
                 "kernel": {"sets": len(view.sets), "chains": len(view.v4.chains) + len(view.v6.chains)}}
 
+    def _remember(self, state: NodeState, digest: str) -> None:
+        self._dmemo = [(state, digest), *[(st, d) for st, d in self._dmemo if st is not state][:3]]
+
     def _digest(self, state: NodeState) -> str:
         for st, d in self._dmemo:
             if st is state:
                 return d
         d = self._dcache.digest(state, evict=False)
-        self._dmemo = [(state, d), *self._dmemo[:3]]
+        self._remember(state, d)
         live = len(state.sets) + len(state.v4.chains) + len(state.v6.chains)
         if len(self._dcache) > 3 * live + 64:  # drop fragments no remembered state uses, now and then
             self._dcache.retain(st for st, _ in self._dmemo)
@@ -225,8 +228,13 @@ class Dataplane:
         return self._digest(self._desired) if self._desired is not None else ""
 
     # ------------------------------------------------------------------ apply
-    async def apply(self, state: NodeState) -> ApplyResult:
+    async def apply(self, state: NodeState, digest: str = "") -> ApplyResult:
+        """Make the kernel enforce ``state``.  ``digest``: its digest when the
+        caller already computed it (the stream client verified it against the
+        controller's): not computed again."""
         t0 = time.perf_counter()
+        if digest:
+            self._remember(state, digest)
         try:
             validate_incoming(state, self._validated)
             self._validated = state

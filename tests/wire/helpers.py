@@ -66,7 +66,7 @@ class RecordingApplier:
         self.delay = delay
         self.fail = ""
 
-    async def apply(self, state: NodeState) -> Result:
+    async def apply(self, state: NodeState, digest: str = "") -> Result:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:
