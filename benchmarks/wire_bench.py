@@ -882,16 +882,9 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
         nss, nodes, pods, pols = cluster(a.nodes, a.namespaces, a.pods, a.policies, a.seed)
         check_round_trip(nss, nodes, pods, pols)
         mirror = Mirror()
-        for ns_name in INITIAL_NAMESPACES:  # the emulator's own namespaces, listed by the controller too
-            mirror.engine.set_namespace(Namespace(ns_name, {"kubernetes.io/metadata.name": ns_name}))
-        for x in nss:
-            mirror.engine.set_namespace(x)
-        for y in nodes:
-            mirror.engine.set_node(y)
-        for z in pods:
-            mirror.engine.set_pod(z)
-        for w in pols:
-            mirror.engine.set_policy(w)
+        # the emulator's own namespaces are listed by the controller too
+        builtin = [Namespace(n, {"kubernetes.io/metadata.name": n}) for n in INITIAL_NAMESPACES]
+        mirror.engine.load([*builtin, *nss], nodes, pods, pols)
         first = mirror.flush()
         maker = ChangeMaker(a.seed, a.nodes, nss, pods, pols)
         del pods, pols
@@ -1124,14 +1117,7 @@ async def fanout_bench(a: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     nss, nodes, pods, pols = cluster(a.nodes, a.namespaces, a.pods, a.policies, a.seed)
     engine = Engine()
-    for x in nss:
-        engine.set_namespace(x)
-    for y in nodes:
-        engine.set_node(y)
-    for z in pods:
-        engine.set_pod(z)
-    for w in pols:
-        engine.set_policy(w)
+    engine.load(nss, nodes, pods, pols)
     states = engine.flush()
     out["engine_build_seconds"] = round(time.perf_counter() - t, 2)
     sizes = [count(s) for s in states.values()]

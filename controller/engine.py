@@ -35,7 +35,7 @@ measures both).  The rule layout is documented in ``controller.compile_node``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from controller import naming
@@ -43,9 +43,9 @@ from controller.compile_node import Bundle, build_bundle
 from controller.compile_policy import CompiledPolicy, CompileSettings, compile_policy, uses_ipv6
 from controller.compile_sets import ClusterSets
 from controller.label_index import GroupIndex
-from controller.model import Namespace, NetworkPolicy, Node, Pod
+from controller.model import Namespace, NetworkPolicy, Node, Pod, load_records
 from controller.span import SpanIndex
-from stockade.state import Family, IPSet, NodeState
+from stockade.state import FAMILIES, Family, IPSet, NodeState, validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,12 @@ class Engine:
         self._flushed: dict[str, NodeState] = {}
 
     # ================================================================ inputs
+
+    def load(self, namespaces: Iterable[Namespace] = (), nodes: Iterable[Node] = (), pods: Iterable[Pod] = (),
+             policies: Iterable[NetworkPolicy] = ()) -> None:
+        """Set many records at once (a first list, a benchmark's cluster);
+        nothing is computed until :meth:`flush`."""
+        load_records(self, namespaces, nodes, pods, policies)
 
     def set_namespace(self, ns: Namespace) -> None:
         old = self._namespaces.get(ns.name)
@@ -524,3 +530,13 @@ class Engine:
         self._dirty_nodes.discard(node)
         self._changed.discard(node)
         self._span.changed.discard(node)
+
+
+def check_settings(settings: CompileSettings) -> None:
+    """Raise :class:`stockade.state.StateError` when a node compiled with
+    ``settings`` would be refused by every agent: the state of a node
+    without policies (its base chains carry every settings-made rule, the
+    NFLOG rules included) for both families, checked by the agents' own
+    :func:`stockade.state.validate`."""
+    e = Engine(dataclasses.replace(settings, families=FAMILIES))
+    validate(e._transient("settings-check"))

@@ -11,7 +11,8 @@ parse, validate, index or compile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NewType
 
@@ -196,3 +197,25 @@ class NetworkPolicy:
     @property
     def isolates_egress(self) -> bool:
         return "Egress" in self.policy_types
+
+
+class RecordSink(typing.Protocol):
+    """Anything that takes records one by one (the engine, the oracle's cluster)."""
+
+    def set_namespace(self, ns: Namespace) -> None: ...
+    def set_node(self, node: Node) -> None: ...
+    def set_pod(self, pod: Pod) -> None: ...
+    def set_policy(self, pol: NetworkPolicy) -> None: ...
+
+
+def load_records(sink: RecordSink, namespaces: Iterable[Namespace] = (), nodes: Iterable[Node] = (),
+                 pods: Iterable[Pod] = (), policies: Iterable[NetworkPolicy] = ()) -> None:
+    """Set every record into ``sink``: namespaces, nodes, pods, then policies."""
+    for ns in namespaces:
+        sink.set_namespace(ns)
+    for node in nodes:
+        sink.set_node(node)
+    for pod in pods:
+        sink.set_pod(pod)
+    for pol in policies:
+        sink.set_policy(pol)

@@ -63,6 +63,7 @@ from controller.model import (
     PolicyRule,
     PortSpec,
     Protocol,
+    load_records,
 )
 
 DirectionName = Literal["ingress", "egress"]
@@ -98,14 +99,7 @@ class Cluster:
         self._by_ns: dict[str, dict[str, NetworkPolicy]] = {}
         self._pod_ip: dict[str, str] = {}
         self._node_ip: dict[str, str] = {}
-        for ns in namespaces:
-            self.set_namespace(ns)
-        for p in pods:
-            self.set_pod(p)
-        for n in nodes:
-            self.set_node(n)
-        for pol in policies:
-            self.set_policy(pol)
+        load_records(self, namespaces, nodes, pods, policies)
 
     def set_namespace(self, ns: Namespace) -> None:
         self.namespaces[ns.name] = ns

@@ -32,14 +32,7 @@ def both(namespaces: Iterable[Namespace] = (), pods: Iterable[Pod] = (), nodes: 
          policies: Iterable[NetworkPolicy] = ()) -> Both:
     namespaces, pods, nodes, policies = list(namespaces), list(pods), list(nodes), list(policies)
     e = Engine()
-    for n in namespaces:
-        e.set_namespace(n)
-    for nd in nodes:
-        e.set_node(nd)
-    for p in pods:
-        e.set_pod(p)
-    for pol in policies:
-        e.set_policy(pol)
+    e.load(namespaces, nodes, pods, policies)
     for st in e.flush().values():
         validate(st)
     return Both(oracle.Cluster(namespaces, pods, nodes, policies), e)
