@@ -51,7 +51,7 @@ async def run(settings: Settings) -> int:
             log.error("controller failed to start: %s", e if isinstance(e, RuntimeError | OSError) else
                       f"{type(e).__name__}: {e}")
             await ctl.stop()
-            return 1
+            return 2 if isinstance(e, SettingsError) else 1
         stopper = asyncio.create_task(stop.wait(), name="stockade-signal")
         dead = asyncio.create_task(ctl.wait(), name="stockade-root-watch")
         done, _ = await asyncio.wait({stopper, dead}, return_when=asyncio.FIRST_COMPLETED)

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from controller import heap, metrics, oracle
 from controller.model import Namespace, NetworkPolicy, Node, Pod
-from controller.settings import Settings
+from controller.settings import Settings, check_compile
 from controller.watch import KINDS, Change, Listed, Message, Projector, Watcher, api_call
 from stockade.state import NodeState
 
@@ -321,9 +321,11 @@ class Controller:
         from controller.status_web import StatusServer
 
         s = self.settings
+        if self._engine is None:
+            check_compile(s.compile)  # before anything starts: states every agent refuses help no one
         if self._api_client is None:
             self._api_client = await make_api_client(s)
-        engine: EngineLike = self._engine if self._engine is not None else Engine()
+        engine: EngineLike = self._engine if self._engine is not None else Engine(s.compile)
         dist = self.distributor = Distributor(s.replica_id)
         self.writer = Writer(engine, dist, s)
         self.tasks.append(asyncio.create_task(self.writer.run(), name="stockade-writer"))

@@ -19,6 +19,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.compile_policy import CompileSettings
+from stockade.state import MAX_NFLOG_GROUP, StateError, check_limit, check_nflog_group
+
 GRPC_PORT = 7700
 DEFAULT_READ_TIMEOUT = 90.0
 HTTP_PORT = 7701
@@ -146,6 +149,9 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    # The rule layout (controller.compile_policy): the same in every replica;
+    # checked at start against the agents' own limits (check_compile).
+    compile: CompileSettings = field(default_factory=CompileSettings)
 
 
 def parse_hostport(flag: str, text: str) -> tuple[str, int]:
@@ -176,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--watch-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
                    help="drop a watch stream silent for this long (default %(default)s)")
+    comp = p.add_argument_group("compiled rules (the same in every replica; checked at start against the "
+                                "limits the agents enforce)")
+    comp.add_argument("--nflog-group", metavar="N", type=int, default=None,
+                      help=f"log dropped new connections (rate-limited) to this NFLOG group, 0-{MAX_NFLOG_GROUP} "
+                           "(default: no logging)")
+    comp.add_argument("--nflog-limit", metavar="RATE", default=None,
+                      help="rate limit of that logging, N/second, minute, hour or day (default "
+                           f"{CompileSettings().nflog_limit}; needs --nflog-group)")
     sec = p.add_argument_group("channel security (gRPC 7700; see docs/install-aks.md, Channel security)")
     sec.add_argument("--tls-mode", choices=["self-signed", "files", "insecure"], default=None,
                      help="self-signed (default): own CA in Secret/ConfigMap stockade-ca; files: --tls-*-file "
@@ -255,6 +269,37 @@ def parse_security(ns: argparse.Namespace, namespace_file: str = SERVICE_ACCOUNT
                             auth=auth, agent_service_account=ns.agent_service_account, debug_rpcs=debug)
 
 
+def parse_compile(ns: argparse.Namespace) -> CompileSettings:
+    """The compiled-rule flags -> CompileSettings, checked (:func:`check_compile`)."""
+    if ns.nflog_limit is not None and ns.nflog_group is None:
+        raise SettingsError("--nflog-limit: only used with --nflog-group")
+    try:
+        if ns.nflog_group is not None:
+            check_nflog_group(ns.nflog_group, "--nflog-group")
+        if ns.nflog_limit is not None:
+            check_limit(ns.nflog_limit, "--nflog-limit")
+    except StateError as e:
+        raise SettingsError(str(e)) from None
+    base = CompileSettings()
+    cs = CompileSettings(nflog_group=ns.nflog_group,
+                         nflog_limit=ns.nflog_limit if ns.nflog_limit is not None else base.nflog_limit)
+    check_compile(cs)
+    return cs
+
+
+def check_compile(cs: CompileSettings) -> None:
+    """Raise SettingsError when states compiled with ``cs`` would be refused
+    by every agent: a policy-less node's state (every settings-made rule)
+    run through the agents' own ``stockade.state.validate``, so the limits
+    are the agents' and exist once."""
+    from controller.engine import check_settings
+
+    try:
+        check_settings(cs)
+    except (StateError, ValueError) as e:
+        raise SettingsError(f"compile settings {cs}: every agent would refuse the states: {e}") from None
+
+
 def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
     """Raise SettingsError (or SystemExit from argparse for unknown flags)."""
     env = dict(os.environ) if environ is None else environ
@@ -275,4 +320,5 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Settin
         kubeconfig=ns.kubeconfig, grpc_host=grpc_host, grpc_port=grpc_port,
         http_host=http_host, http_port=http_port, replica_id=replica, log_level=ns.log_level,
         watch=WatchSettings(read_timeout=ns.watch_read_timeout), security=parse_security(ns),
+        compile=parse_compile(ns),
     )

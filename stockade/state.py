@@ -544,14 +544,26 @@ def _check_values(r: Rule, where: str) -> None:
     if len(set(r.ctstate)) != len(r.ctstate):
         raise StateError(f"{where}.ctstate: a state is listed twice")
     if r.limit:
-        m = _LIMIT.fullmatch(r.limit)
-        if m is None:
-            raise StateError(f"{where}.limit: {short(r.limit)} is not a rate like 10/second "
-                             "(N/second, minute, hour or day, or a prefix: 10/sec, 10/s)")
-        if XT_LIMIT_SCALE * _LIMIT_SECONDS[m.group(2)[0]] // int(m.group(1)) == 0:
-            raise StateError(f"{where}.limit: {short(r.limit)} is faster than iptables' limit match takes")
-    if not (isinstance(r.nflog_group, int) and 0 <= r.nflog_group <= MAX_NFLOG_GROUP):
-        raise StateError(f"{where}.nflog_group: {short(r.nflog_group)} is not in 0..{MAX_NFLOG_GROUP}")
+        check_limit(r.limit, f"{where}.limit")
+    check_nflog_group(r.nflog_group, f"{where}.nflog_group")
+
+
+def check_limit(value: str, where: str) -> None:
+    """Raise StateError (starting with ``where``) unless ``value`` is a rate
+    iptables' limit match takes (also the check of a controller's settings)."""
+    m = _LIMIT.fullmatch(value)
+    if m is None:
+        raise StateError(f"{where}: {short(value)} is not a rate like 10/second "
+                         "(N/second, minute, hour or day, or a prefix: 10/sec, 10/s)")
+    if XT_LIMIT_SCALE * _LIMIT_SECONDS[m.group(2)[0]] // int(m.group(1)) == 0:
+        raise StateError(f"{where}: {short(value)} is faster than iptables' limit match takes "
+                         f"(at most {XT_LIMIT_SCALE}/second)")
+
+
+def check_nflog_group(value: object, where: str) -> None:
+    """Raise StateError (starting with ``where``) unless ``value`` is an NFLOG group (a u16)."""
+    if not (isinstance(value, int) and 0 <= value <= MAX_NFLOG_GROUP):
+        raise StateError(f"{where}: {short(value)} is not in 0..{MAX_NFLOG_GROUP}")
 
 
 def check_member(s: IPSet, member: str, where: str) -> None:

@@ -97,6 +97,8 @@ async def test_ready_then_graceful_shutdown(kube: Kube, kubeconfig: str, sig: in
 @pytest.mark.parametrize(("args", "msg"), [
     pytest.param(["--kubeconfig", "/nonexistent"], "--kubeconfig: no such file", id="kubeconfig"),
     pytest.param(["--kubeconfig", "KC", "--grpc-listen", "nowhere"], "--grpc-listen", id="grpc-listen"),
+    pytest.param(["--kubeconfig", "KC", "--nflog-group", "70000"], "--nflog-group: 70000 is not in 0..65535",
+                 id="nflog-group-beyond-the-agents-limit"),
 ])
 async def test_bad_flags_exit_2(kubeconfig: str, args: list[str], msg: str) -> None:
     p = await spawn(*[kubeconfig if a == "KC" else a for a in args])

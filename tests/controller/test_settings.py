@@ -112,3 +112,70 @@ def test_namespace_defaults_to_the_pods_own(tmp_path: Path) -> None:
 def test_security_flag_errors(tmp_path: Path, argv: list[str], msg: str) -> None:
     with pytest.raises(SettingsError, match=msg):
         _security(tmp_path, argv)
+
+
+# -- compiled rules: checked at start against the agents' limits ---------------------
+
+IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+
+
+def test_compile_defaults_and_nflog_flags() -> None:
+    from controller.compile_policy import CompileSettings
+
+    assert parse_args([], environ=IN_CLUSTER).compile == CompileSettings()
+    s = parse_args(["--nflog-group", "65535", "--nflog-limit", "5/min"], environ=IN_CLUSTER)
+    assert (s.compile.nflog_group, s.compile.nflog_limit) == (65535, "5/min")
+    assert parse_args(["--nflog-group", "0"], environ=IN_CLUSTER).compile.nflog_limit == CompileSettings().nflog_limit
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    pytest.param(["--nflog-group", "65536"], r"--nflog-group: 65536 is not in 0\.\.65535", id="group-too-big"),
+    pytest.param(["--nflog-group", "-1"], r"--nflog-group: -1 is not in 0\.\.65535", id="group-negative"),
+    pytest.param(["--nflog-group", "1", "--nflog-limit", "10001/second"],
+                 r"--nflog-limit: '10001/second' is faster than iptables' limit match takes \(at most 10000/second\)",
+                 id="limit-too-fast"),
+    pytest.param(["--nflog-group", "1", "--nflog-limit", "often"], "--nflog-limit: 'often' is not a rate like 10/second",
+                 id="limit-syntax"),
+    pytest.param(["--nflog-limit", "1/s"], "--nflog-limit: only used with --nflog-group", id="limit-without-group"),
+])
+def test_compile_flag_errors_name_the_flag_and_the_limit(argv: list[str], msg: str) -> None:
+    with pytest.raises(SettingsError, match=msg):
+        parse_args(argv, environ=IN_CLUSTER)
+
+
+def test_the_flag_limits_are_the_agents_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second copy of the numbers: the flags are checked by the functions validate() uses."""
+    from stockade import state
+
+    monkeypatch.setattr(state, "MAX_NFLOG_GROUP", 7)
+    with pytest.raises(SettingsError, match=r"--nflog-group: 8 is not in 0\.\.7"):
+        parse_args(["--nflog-group", "8"], environ=IN_CLUSTER)
+
+
+@pytest.mark.parametrize(("kwargs", "msg"), [
+    pytest.param({"nflog_group": 70000}, r"nflog_group: 70000 is not in 0\.\.65535", id="group"),
+    pytest.param({"nflog_group": 1, "nflog_limit": "100000/s"}, "limit: '100000/s' is faster", id="limit"),
+    pytest.param({"nflog_group": 1, "nflog_limit": "1/fortnight"}, "limit: '1/fortnight' is not a rate", id="syntax"),
+])
+def test_check_compile_runs_the_agents_validate_on_a_compiled_node(kwargs: dict[str, Any], msg: str) -> None:
+    """Settings built in code (not from flags) are refused the same way:
+    the base state of a node compiled with them fails the agents' validate()."""
+    from controller.compile_policy import CompileSettings
+    from controller.settings import check_compile
+
+    with pytest.raises(SettingsError, match=f"compile settings .*every agent would refuse the states: .*{msg}"):
+        check_compile(CompileSettings(**kwargs))
+    check_compile(CompileSettings())
+    check_compile(CompileSettings(nflog_group=65535, nflog_limit="10000/s"))
+
+
+async def test_controller_start_refuses_bad_compile_settings_before_starting_anything() -> None:
+    from controller.compile_policy import CompileSettings
+    from controller.runtime import Controller
+    from controller.settings import Settings
+
+    ctl = Controller(Settings(kubeconfig="/nonexistent", compile=CompileSettings(nflog_group=70000)))
+    with pytest.raises(SettingsError, match="nflog_group: 70000"):
+        await ctl.start()
+    assert ctl.tasks == [] and ctl.grpc is None and ctl.http is None
+    await ctl.stop()
