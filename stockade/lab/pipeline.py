@@ -158,17 +158,65 @@ class KubeClient:
         return int(data["metadata"]["resourceVersion"])
 
     async def delete_object(self, op: ObjectOp) -> int | None:
-        status, data = await self.request("DELETE", object_path(op.kind, op.namespace, op.name))
+        """Delete; returns the deletion's own resourceVersion (the fence the
+        runner waits for the controller's watch of the kind to reach), None
+        when the object did not exist.
+
+        The answer is the deleted object for some kinds (its version is the
+        deletion's) and a ``Status`` for others (NetworkPolicy at the real
+        API server and the emulator): then the version is read from the
+        DELETED event of a watch of that one object resumed from the
+        version read just before the deletion.  A later version (a fresh
+        list's) would be a fence the controller's watch of the kind may
+        reach only at the next bookmark, up to a minute later."""
+        path = object_path(op.kind, op.namespace, op.name)
+        status, cur = await self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise PipelineError(f"get {op.kind} {op.namespace}/{op.name}: HTTP {status}: {cur.get('message')}")
+        before = str((cur.get("metadata") or {}).get("resourceVersion", ""))
+        status, data = await self.request("DELETE", path)
         if status == 404:
             return None
         if status >= 300:
             raise PipelineError(f"delete {op.kind} {op.namespace}/{op.name}: HTTP {status}: {data.get('message')}")
         rv = (data.get("metadata") or {}).get("resourceVersion")
-        if rv is None or not str(rv).isdigit():
-            # a Status answer: the current version bounds the deletion's
-            _, lst = await self.request("GET", object_path(op.kind, op.namespace) + "?limit=1")
-            rv = (lst.get("metadata") or {}).get("resourceVersion")
+        if data.get("kind") != "Status" and rv is not None and str(rv).isdigit():
+            return int(rv)
+        if before.isdigit():
+            seen = await self.deletion_version(op, before)
+            if seen is not None:
+                return seen
+        # no version to resume from, or the watch could not show the deletion:
+        # the current version bounds it (exact unless something else was written since)
+        _, lst = await self.request("GET", object_path(op.kind, op.namespace) + "?limit=1")
+        rv = (lst.get("metadata") or {}).get("resourceVersion")
         return int(rv) if rv is not None and str(rv).isdigit() else None
+
+    async def deletion_version(self, op: ObjectOp, after: str, timeout: float = 5.0) -> int | None:
+        """The resourceVersion of ``op``'s object's DELETED event, from a
+        watch of that one object resumed at version ``after``; None when
+        the stream ends (or times out, or the version has expired) first."""
+        q = f"?watch=1&resourceVersion={after}&fieldSelector=metadata.name%3D{op.name}&timeoutSeconds={int(timeout)}"
+        try:
+            async with self.session().get(self.base + object_path(op.kind, op.namespace) + q, ssl=self.ssl,
+                                          timeout=aiohttp.ClientTimeout(total=timeout + 1)) as r:
+                if r.status != 200:
+                    return None
+                async for line in r.content:
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    meta = (ev.get("object") or {}).get("metadata") or {}
+                    if ev.get("type") == "ERROR":
+                        return None
+                    if ev.get("type") == "DELETED" and meta.get("name") == op.name and \
+                            str(meta.get("resourceVersion", "")).isdigit():
+                        return int(meta["resourceVersion"])
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        return None
 
     async def apply(self, op: ObjectOp) -> int | None:
         return await self.delete_object(op) if op.is_delete else await self.put_object(op)
