@@ -118,17 +118,29 @@ async def start(state: RunState, name: str, netns: str, argv: list[str],
     return lp
 
 
-async def stop(state: RunState, lp: LabProcess, grace: float = STOP_GRACE) -> int | None:
-    """SIGTERM, wait up to ``grace``, SIGKILL; returns the exit status."""
+def _signal(lp: LabProcess, sig: int) -> None:
+    """Send ``sig`` by PID without reaping.  ``Popen.send_signal`` (and
+    ``kill``) polls first (bpo-38630): for a process that already died it
+    reaps the zombie itself, asyncio's child watcher then finds no child and
+    reports exit status 255.  Left to the watcher, the reaping reports the
+    real status; until then the zombie holds its PID, so the signal cannot
+    reach another process."""
     if lp.proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            lp.proc.send_signal(signal.SIGTERM)
+            os.kill(lp.pid, sig)
+
+
+async def stop(state: RunState, lp: LabProcess, grace: float = STOP_GRACE) -> int | None:
+    """SIGTERM, wait up to ``grace``, SIGKILL; returns the exit status (the
+    real one also for a process that had already exited: negative for a
+    signal, as ``Popen.returncode``)."""
+    if lp.proc.returncode is None:
+        _signal(lp, signal.SIGTERM)
         try:
             async with asyncio.timeout(grace):
                 await lp.proc.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                lp.proc.kill()
+            _signal(lp, signal.SIGKILL)
             await lp.proc.wait()
     if lp._drain is not None:
         with contextlib.suppress(Exception):
@@ -155,8 +167,10 @@ def podserver_argv(ports: list[tuple[int, str]], bind: str | None = None) -> lis
 
 # Bookmarks every second (a real API server sends them about once a minute):
 # a NetworkPolicy DELETE is answered with a Status that carries no
-# resourceVersion, so the runner waits for the controller's watches to pass
-# the cluster's current version, and a bookmark is what moves a quiet watch.
+# resourceVersion; the lab's client reads the deletion's own version from a
+# watch, but when it cannot (the version it resumes from has expired) it
+# falls back to the cluster's current version, which a quiet watch of the
+# kind passes only at a bookmark.
 EMULATOR_BOOKMARK_SECONDS = 1.0
 
 
