@@ -20,7 +20,10 @@ and the ``get pods`` it already has) at most ``max_concurrent`` at a time,
 and caches successes briefly.  :class:`GrpcGuard` is what the gRPC
 servicers call: :meth:`GrpcGuard.admit_stream` at the start of an agent's
 stream (after its hello names the node), :meth:`GrpcGuard.admit_debug`
-before each debugging RPC.
+before each debugging RPC.  The identity carries the token's expiry
+(``AgentIdentity.expires``, from the unverified ``exp`` claim): the gRPC
+server ends the stream then at the latest (``controller.stream_lifetime``),
+so a stream never outlives the credentials it was admitted with.
 
 Debugging RPCs (``ListNodes``, ``GetNodeState``, ``Explain``), by
 ``--debug-rpcs``: ``agent`` (the default with ``--auth tokenreview``): the
@@ -43,6 +46,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Literal
 
 from controller import metrics
@@ -58,6 +62,7 @@ from controller.node_binding import (
     pod_ref,
     review_body,
     status_code_name,
+    token_expiry,
     token_key,
 )
 
@@ -105,7 +110,8 @@ class AgentAuthenticator:
                 raise
             metrics.TOKEN_REVIEWS.labels("authenticated").inc()
             pod = await self._get_pod(ref.namespace, ref.name)
-        identity = agent_identity(ref, pod, self.expect)
+        # exp read only to schedule the stream's end and the cache entry's
+        identity = replace(agent_identity(ref, pod, self.expect), expires=token_expiry(token))
         self.cache.put(key, identity)
         return identity
 

@@ -18,12 +18,17 @@ Services:
 With ``credentials`` (``grpc.ssl_server_credentials``) the port serves TLS;
 with a ``guard`` (``controller.agent_auth.GrpcGuard``) every stream is
 admitted for the node its hello names and every debugging RPC is checked
-(health and reflection stay open).
+(health and reflection stay open).  With a ``lifetime``
+(``controller.stream_lifetime.StreamLifetime``) every agent stream ends
+when its admission runs out (the token's expiry, the maximum stream age),
+with ``UNAVAILABLE`` and trailing metadata ``stockade-reconnect: <reason>``
+that the agent takes as "reconnect now"; counted in
+``stockade_wire_streams_expired_total{reason}``.
 
 Usage by the controller runtime::
 
     server = ControllerGrpcServer(dist, explain=oracle, listen="0.0.0.0:7700",
-                                  credentials=creds, guard=guard)
+                                  credentials=creds, guard=guard, lifetime=lifetime)
     port = await server.start()
     ...
     await server.stop(grace=5)
@@ -36,12 +41,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
 
+from controller import metrics
 from controller.distributor import Distributor
+from controller.stream_lifetime import RECONNECT_METADATA, StreamLifetime
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec, debug_codec, grpcutil
 from stockade.wire.messages import Ack, Hello, WireError
@@ -73,9 +83,10 @@ class ExplainSource(Protocol):
 
 
 class _Distribution(stockade_pb2_grpc.DistributionServicer):
-    def __init__(self, dist: Distributor, guard: Guard | None) -> None:
+    def __init__(self, dist: Distributor, guard: Guard | None, lifetime: StreamLifetime | None) -> None:
         self.dist = dist
         self.guard = guard
+        self.lifetime = lifetime
 
     async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
@@ -89,8 +100,9 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "first message must be a hello with a node name")
         assert isinstance(hello, Hello)
+        identity = None
         if self.guard is not None:
-            await self.guard.admit_stream(context, hello.node)
+            identity = await self.guard.admit_stream(context, hello.node)
 
         async def acks() -> AsyncIterator[Ack]:
             while True:
@@ -107,7 +119,31 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):
                 else:
                     log.warning("node %s: ignoring a second hello", hello.node)
 
-        await self.dist.run_stream(hello, context.peer(), context.write, acks())
+        now = time.time()
+        expires = float(getattr(identity, "expires", 0.0) or 0.0)
+        lifetime = self.lifetime
+        end = lifetime.end(now, expires, random.random()) if lifetime is not None else None
+        if end is None or lifetime is None:
+            await self.dist.run_stream(hello, context.peer(), context.write, acks())
+            return
+        seconds, reason = end
+        timer = asyncio.timeout(seconds)
+        try:
+            async with timer:
+                await self.dist.run_stream(hello, context.peer(), context.write, acks())
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            why = (f"the token it was admitted with expires at "
+                   f"{datetime.fromtimestamp(expires, UTC).isoformat(timespec='seconds')}"
+                   if reason == "token_expiry" else
+                   f"it reached the maximum stream age ({lifetime.max_age:g}s)")
+            metrics.STREAMS_EXPIRED.labels(reason).inc()
+            log.info("node %s: ending the stream from %s after %.1fs: %s; the agent reconnects", hello.node,
+                     context.peer(), time.time() - now, why)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"stream ended ({reason}): {why}; reconnect to be "
+                                f"admitted again",
+                                trailing_metadata=((RECONNECT_METADATA, reason),))
 
 
 class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
@@ -163,13 +199,13 @@ class ControllerGrpcServer:
 
     def __init__(self, dist: Distributor, explain: ExplainSource | None = None,
                  listen: str = "0.0.0.0:7700", credentials: grpc.ServerCredentials | None = None,
-                 guard: Guard | None = None) -> None:
+                 guard: Guard | None = None, lifetime: StreamLifetime | None = None) -> None:
         self.dist = dist
         self.listen = listen
         self.credentials = credentials
         self.server = grpcutil.new_server()
         stockade_pb2_grpc.add_DistributionServicer_to_server(  # type: ignore[no-untyped-call]
-            _Distribution(dist, guard), self.server)
+            _Distribution(dist, guard, lifetime), self.server)
         stockade_pb2_grpc.add_ControllerDebugServicer_to_server(  # type: ignore[no-untyped-call]
             _Debug(dist, explain, guard), self.server)
         self.health = grpcutil.Health(self.server, SERVICES)

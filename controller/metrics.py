@@ -88,3 +88,9 @@ TOKEN_REVIEW_CACHE_HITS = Counter(
     "stockade_token_review_cache_hits_total",
     "Agent identities answered from the short-lived cache instead of the API server.",
 )
+STREAMS_EXPIRED = Counter(
+    "stockade_wire_streams_expired_total",
+    "Agent streams the controller ended because their admission ran out (reason: token_expiry, max_age); "
+    "the agents reconnect at once.",
+    ["reason"],
+)

@@ -23,7 +23,10 @@ judges the answers:
 Every failure is a :class:`Rejection` with a :class:`Reason` (the metric's
 label) and a message for the client and the log.  :class:`ReviewCache`
 keeps successful identities briefly (keyed by the token's SHA-256, never
-the token) so reconnect storms do not turn into TokenReview storms.
+the token, and never past the token's expiry) so reconnect storms do not
+turn into TokenReview storms.  :func:`token_expiry` reads a token's
+``exp`` claim without trusting it, only to schedule when to look again
+(``controller.stream_lifetime``).
 
 Pure: Kubernetes JSON in, verdicts out; the clock is injected.  Not here:
 API calls, gRPC, metrics (``controller.agent_auth``).
@@ -31,8 +34,12 @@ API calls, gRPC, metrics (``controller.agent_auth``).
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
+import json
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -115,12 +122,15 @@ class PodRef:
 
 @dataclass(frozen=True, slots=True)
 class AgentIdentity:
-    """A proven agent: its pod and the node that pod runs on."""
+    """A proven agent: its pod and the node that pod runs on; ``expires``:
+    the proving token's ``exp`` claim (Unix seconds, 0 unknown), for
+    scheduling only."""
 
     namespace: str
     pod: str
     pod_uid: str
     node: str
+    expires: float = 0.0
 
     def describe(self) -> str:
         return f"pod {self.namespace}/{self.pod} on node {self.node}"
@@ -148,6 +158,23 @@ def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str:
 def token_key(token: str) -> str:
     """What caches and logs may hold instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_expiry(token: str) -> float:
+    """The ``exp`` claim of a JWT (Unix seconds), 0.0 when it has no readable
+    one.  The signature is NOT checked: use it only to schedule when to look
+    at the token again; whether the token is valid is the TokenReview's say."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return 0.0
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        return 0.0
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp) or exp <= 0:
+        return 0.0
+    return float(exp)
 
 
 def review_body(token: str, expect: Expectation) -> dict[str, Any]:
@@ -229,12 +256,16 @@ class ReviewCache:
     ``size`` of them (least recently used dropped first).  Only successes
     are cached: a rejected token is asked about again (it may be a pod that
     was not yet visible).  A deleted pod's token stays accepted for up to
-    ``ttl``; keep it short.  ``clock``: monotonic seconds."""
+    ``ttl``; keep it short.  An identity whose token expires sooner
+    (``AgentIdentity.expires``) is kept only until then.  ``clock``:
+    monotonic seconds; ``wall``: Unix seconds (to place ``expires``)."""
 
-    def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
+    def __init__(self, ttl: float, size: int, clock: Callable[[], float],
+                 wall: Callable[[], float] = time.time) -> None:
         self.ttl = ttl
         self.size = size
         self.clock = clock
+        self.wall = wall
         # token hash -> (expiry on ``clock``, identity)
         self._items: OrderedDict[str, tuple[float, AgentIdentity]] = OrderedDict()
         self.hits = 0
@@ -254,7 +285,13 @@ class ReviewCache:
     def put(self, key: str, identity: AgentIdentity) -> None:
         if self.ttl <= 0 or self.size <= 0:
             return
-        self._items[key] = (self.clock() + self.ttl, identity)
+        now = self.clock()
+        until = now + self.ttl
+        if identity.expires:
+            until = min(until, now + identity.expires - self.wall())
+        if until <= now:
+            return
+        self._items[key] = (until, identity)
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)

@@ -372,15 +372,17 @@ class Controller:
         else:
             log.warning("agent authentication is OFF (--auth none): any client may claim to be any node")
         log.info("gRPC channel: TLS %s, agents authenticated by %s (ServiceAccount %s/%s, audience %s), "
-                 "debug RPCs %s", sec.tls_mode, sec.auth, sec.namespace, sec.agent_service_account, sec.audience,
-                 sec.debug_rpcs)
+                 "debug RPCs %s, streams end after %s%s", sec.tls_mode, sec.auth, sec.namespace,
+                 sec.agent_service_account, sec.audience, sec.debug_rpcs,
+                 f"{sec.max_stream_age:g}s" if sec.max_stream_age > 0 else "no age limit",
+                 " or at the token's expiry" if sec.auth == "tokenreview" else "")
         return tls, GrpcGuard(auth, sec.debug_rpcs)
 
     def channel_status(self) -> dict[str, Any]:
         """The agent channel's settings and certificate, for the status JSON."""
         sec = self.settings.security
         out: dict[str, Any] = {"tls": sec.tls_mode, "auth": sec.auth, "debug_rpcs": sec.debug_rpcs,
-                               "namespace": sec.namespace}
+                               "namespace": sec.namespace, "max_stream_age": sec.max_stream_age}
         if self.tls is not None:
             i = self.tls.info
             out["certificate"] = {"source": self.tls.source, "names": [*i.dns_names, *i.ip_addresses],
@@ -392,13 +394,16 @@ class Controller:
 
     async def _start_grpc(self, dist: Distributor) -> ControllerGrpcServer:
         from controller import grpc_server, serving_tls
+        from controller.stream_lifetime import StreamLifetime
 
         host = self.settings.grpc_host
         host = f"[{host}]" if ":" in host else host
         creds = serving_tls.server_credentials(self.tls) if self.tls is not None else None
+        sec = self.settings.security
+        lifetime = StreamLifetime(sec.max_stream_age, sec.min_stream_age, sec.stream_age_jitter)
         server = grpc_server.ControllerGrpcServer(dist, explain=self,
                                                   listen=f"{host}:{self.settings.grpc_port}",
-                                                  credentials=creds, guard=self.guard)
+                                                  credentials=creds, guard=self.guard, lifetime=lifetime)
         self.grpc_port = await server.start()
         return server
 

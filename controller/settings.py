@@ -132,6 +132,18 @@ class SecuritySettings:
     # (also how long a deleted agent pod's token keeps working), at most this many.
     review_cache_seconds: float = 10.0
     review_cache_size: int = 4096
+    # An agent stream is checked only when it opens, so it ends (UNAVAILABLE;
+    # the agent reconnects at once, re-reads its token and gets InSync: no
+    # kernel write) when the token it was admitted with expires (its JWT exp)
+    # or max_stream_age seconds after admission, whichever comes first, up to
+    # stream_age_jitter of that lifetime earlier (1,000 agents admitted
+    # together do not all come back in the same second), and never sooner than
+    # min_stream_age (clock skew must not make agents reconnect in a loop).
+    # 0: no age limit (with --auth tokenreview the token's expiry still ends
+    # streams).  See controller.stream_lifetime.
+    max_stream_age: float = 3600.0
+    min_stream_age: float = 10.0
+    stream_age_jitter: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--debug-rpcs", choices=["agent", "open", "off"], default=None,
                      help="ListNodes/GetNodeState/Explain: agent = valid agent token, own node only (default with "
                           "--auth tokenreview); open = anyone (default with --auth none); off")
+    sec.add_argument("--max-stream-age", type=float, default=SecuritySettings().max_stream_age, metavar="SECONDS",
+                     help="end an agent stream this long after it was admitted, or when the agent's token "
+                          "expires if sooner (jittered up to 10%% earlier); the agent reconnects at once and "
+                          "re-proves its node, with no kernel write; 0 = no age limit (default %(default)g)")
     return p
 
 
@@ -264,9 +280,14 @@ def parse_security(ns: argparse.Namespace, namespace_file: str = SERVICE_ACCOUNT
         raise SettingsError("--debug-rpcs agent: needs --auth tokenreview")
     if not ns.agent_service_account.strip():
         raise SettingsError("--agent-service-account: must not be empty")
+    floor = SecuritySettings().min_stream_age
+    if not (ns.max_stream_age == 0 or floor <= ns.max_stream_age < float("inf")):
+        raise SettingsError(f"--max-stream-age: must be 0 (no limit) or {floor:g} seconds or more, "
+                            f"got {ns.max_stream_age:g}")
     return SecuritySettings(tls_mode=mode, tls_cert_file=ns.tls_cert_file, tls_key_file=ns.tls_key_file,
                             tls_ca_file=ns.tls_ca_file, tls_extra_names=tuple(ns.tls_san), namespace=namespace,
-                            auth=auth, agent_service_account=ns.agent_service_account, debug_rpcs=debug)
+                            auth=auth, agent_service_account=ns.agent_service_account, debug_rpcs=debug,
+                            max_stream_age=ns.max_stream_age)
 
 
 def parse_compile(ns: argparse.Namespace) -> CompileSettings:

@@ -12,7 +12,11 @@ loops forever:
                        good state, validate, check digest, apply, ack
        Rejected/bad  : keep the last good state, ack the error, ask for a
                        fresh snapshot (resync)
-    -> stream ends or fails: jittered exponential backoff, then again.
+    -> stream ends or fails: jittered exponential backoff, then again;
+       ended by the controller on purpose (UNAVAILABLE with trailing
+       metadata ``stockade-reconnect``: the admission ran out, the token
+       expired or the stream reached its maximum age): a short pause and
+       the same controller again, with the token as it is now.
 
 It never clears or touches the dataplane on its own: while disconnected
 the kernel keeps the last good state (fail-static), and a reconnect whose
@@ -58,6 +62,13 @@ from stockade.wire.messages import (
 from stockade.wire.verify import validate_after_delta, validate_state
 
 log = logging.getLogger("stockade.agent.client")
+
+# Trailing metadata key of a stream the controller ended on purpose
+# (controller.stream_lifetime.RECONNECT_METADATA; the agent never imports the controller).
+RECONNECT_METADATA = "stockade-reconnect"
+# An ended-on-purpose stream shorter than this counts as a failure (backoff):
+# a controller that keeps ending streams at once must not make us spin.
+MIN_EXPIRED_STREAM = 1.0
 
 # Longest Ack.error (and last_error) sent back: the controller logs and stores it,
 # and an ack must stay far below gRPC's 4 MiB receive limit.
@@ -173,6 +184,7 @@ class AgentClient:
         self.rejects = 0
         self.connects = 0
         self.attempts = 0
+        self.expired = 0  # streams the controller ended on purpose ("reconnect now")
         self.delays: list[float] = []  # backoff delays taken (most recent last; bounded)
         self._carried: Carried | None = None  # the digest of ``state``, carried through deltas (re-hash only what changed)
         self._call: Any = None
@@ -191,6 +203,7 @@ class AgentClient:
             target = targets[index % len(targets)]
             self.attempts += 1
             delivered = False
+            expired = ""
             opened = time.monotonic()
             try:
                 delivered = await self._session(target)
@@ -201,16 +214,26 @@ class AgentClient:
             except Exception as e:  # a failed connection or stream: back off, keep enforcing
                 if self._stopping:
                     break
-                self.last_error = f"controller {target}: {_describe(e)}"
-                log.warning("%s (keeping the last applied state)", self.last_error)
+                expired = _reconnect_reason(e)
+                if expired:
+                    self.expired += 1
+                    log.info("controller %s ended the stream on purpose (%s); reconnecting now", target,
+                             e.details() if isinstance(e, grpc.aio.AioRpcError) else expired)
+                else:
+                    self.last_error = f"controller {target}: {_describe(e)}"
+                    log.warning("%s (keeping the last applied state)", self.last_error)
             finally:
                 self.connected = False
                 self._call = None
             if self._stopping:
                 break
-            stable = delivered and time.monotonic() - opened >= self.settings.stable_after
-            failures = 0 if stable else failures + 1
-            index += 1
+            lived = time.monotonic() - opened
+            if expired and lived >= MIN_EXPIRED_STREAM:
+                failures = 0  # not a failure: the same controller again after a short pause
+            else:
+                stable = delivered and lived >= self.settings.stable_after
+                failures = 0 if stable else failures + 1
+                index += 1
             delay = self.backoff(failures)
             self.delays = [*self.delays[-99:], delay]
             await self.sleep(delay)
@@ -378,6 +401,17 @@ def _bounded(error: str) -> str:
     if len(error) <= MAX_ACK_ERROR:
         return error
     return f"{error[:MAX_ACK_ERROR - 40]}\u2026 ({len(error)} chars)"
+
+
+def _reconnect_reason(e: BaseException) -> str:
+    """The reason the controller gave for ending the stream on purpose ("" otherwise)."""
+    if not isinstance(e, grpc.aio.AioRpcError) or e.code() != grpc.StatusCode.UNAVAILABLE:
+        return ""
+    for k, v in e.trailing_metadata() or ():
+        if k == RECONNECT_METADATA:
+            reason = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            return reason or "expired"
+    return ""
 
 
 def _describe(e: BaseException) -> str:
