@@ -122,7 +122,7 @@ def test_controller_deployment(rendered: dict[str, list[Obj]], overlay: str) -> 
     ctr = _container(dep, "controller")
     assert m.command_line(objs, ctr) == [
         "controller", "--grpc-listen", "0.0.0.0:7700", "--http-listen", "0.0.0.0:7701",
-        "--replica-id", "<metadata.name>", "--log-level", "INFO",
+        "--replica-id", "<metadata.name>", "--log-level", "INFO", "--max-stream-age", "3600",
     ]
     assert dep["spec"]["replicas"] == 2
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
