@@ -392,7 +392,8 @@ class AgentClient:
         return {"node": self.settings.node, "connected": self.connected, "controller": self.controller,
                 "version": self.version, "digest": self.digest, "counts": dict(self.counts),
                 "last_error": self.last_error, "last_apply_unix": self.last_apply_unix,
-                "applies": self.applies, "rejects": self.rejects, "connects": self.connects}
+                "applies": self.applies, "rejects": self.rejects, "connects": self.connects,
+                "streams_expired": self.expired}
 
 
 def _bounded(error: str) -> str:

@@ -94,6 +94,8 @@ class _Collector:
             ("stockade_agent_updates_applied", "Updates from the controller applied", c.applies if c else 0),
             ("stockade_agent_updates_rejected", "Updates rejected (bad input or kernel error)", c.rejects if c else 0),
             ("stockade_agent_connects", "Streams opened to a controller", c.connects if c else 0),
+            ("stockade_agent_streams_expired", "Streams the controller ended for re-admission (token expiry, "
+             "maximum stream age)", c.expired if c else 0),
             ("stockade_agent_kernel_writes", "Kernel-mutating commands run", dp.get("kernel_writes", 0)),
             ("stockade_agent_drift_repairs", "Objects repaired after drift", dp.get("drift_repairs", 0)),
         ):

@@ -124,6 +124,7 @@ async def test_stream_ends_at_token_expiry_and_resumes_in_sync_with_the_rotated_
         assert svc.client.applies == 1 and kernel.writes == writes, "no kernel write for a reconnect"
         assert svc.client.rejects == 0 and svc.client.last_error == ""
         assert svc.client.delays[-1] < 0.1, "reconnected without backing off"
+        assert svc.client.status()["streams_expired"] == 1
         assert c.distributor.nodes_status()[0]["connected"]
     finally:
         await svc.stop()
