@@ -208,7 +208,7 @@ class Distributor:
         if not n.digest and n.state is not None:
             d = self._delta(n)
             if n.top is not None and d is not None and d[0] == n.top_version:
-                top = self._digests.top_after(n.top, d[1], n.state, evict=False)
+                top = self._digests.top_after(n.top, d[1], n.state)
             else:
                 top = self._digests.top(n.state, evict=False)
             n.top, n.top_version, n.digest = top, n.version, top.digest

@@ -44,7 +44,6 @@ from stockade.state import (
     NodeState,
     chain_hash,
     member_sum,
-    set_hash,
     set_hash_of,
     top_bytes,
 )
@@ -153,19 +152,17 @@ class DigestCache:
             self._sums = {n: self._sums[n] for n in state.sets if n in self._sums}
         return Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks))
 
-    def top_after(self, base: Top, delta: NodeDelta, state: NodeState, evict: bool = True) -> Top:
+    def top_after(self, base: Top, delta: NodeDelta, state: NodeState) -> Top:
         """The :class:`Top` of ``state``, which is ``base``'s state with
         ``delta`` applied: only the sets and chains the delta names are
-        hashed.  ``evict=False`` hashes them through the shared fragment
-        cache (the controller: one set change reaches hundreds of nodes);
-        ``evict=True`` hashes them directly and leaves the cache alone.
-        Falls back to :meth:`top` when the delta does not fit ``base``."""
+        hashed, through the shared fragment cache (the controller: one set
+        change reaches hundreds of nodes; an agent carries its one state
+        with :class:`Carried`).  Falls back to :meth:`top` when the delta
+        does not fit ``base``."""
         def h(obj: IPSet | Chain) -> str:
-            if evict:
-                return set_hash(obj) if isinstance(obj, IPSet) else chain_hash(obj)
             return self._hash(obj, self._frags)
         top = _carry(base, delta, state, h, h)
-        return top if top is not None else self.top(state, evict)
+        return top if top is not None else self.top(state, evict=False)
 
     def digest(self, state: NodeState, evict: bool = True) -> str:
         """The digest of ``state``.  ``evict``: forget fragments this state

@@ -124,8 +124,8 @@ def test_top_after_each_delta_equals_the_full_digest(seq: list[NodeState], share
         d = diff(prev, cur)
         applied = apply_delta(prev, d)  # the agent's view: its own objects, not the controller's
         for st_ in (cur, applied):
-            assert cache.top_after(top, d, st_, evict=not shared).digest == digest(cur)
-        top, prev = cache.top_after(top, d, cur, evict=not shared), cur
+            assert cache.top_after(top, d, st_).digest == digest(cur)
+        top, prev = cache.top_after(top, d, cur), cur
 
 
 def test_top_after_a_delta_that_does_not_fit_falls_back_to_the_full_digest() -> None:
@@ -144,7 +144,7 @@ def test_top_after_hashes_only_what_the_delta_names() -> None:
     cache = DigestCache()
     top = cache.top(old, evict=False)
     n = len(cache)
-    after = cache.top_after(top, diff(old, new), new, evict=False)
+    after = cache.top_after(top, diff(old, new), new)
     assert after.digest == digest(new)
     assert len(cache) == n + 1, "one new fragment: the changed set"
     assert after.sets.names is top.sets.names, "same names: the order is shared, not rebuilt"
