@@ -140,7 +140,7 @@ class Distributor:
         self.deltas_sent = 0
         self.in_syncs_sent = 0
         self.bytes_sent = 0
-        self._digests = DigestCache()  # shared by all nodes; swept when it doubled
+        self._digests = DigestCache()  # shared by all nodes; swept at idle moments (sweep_if_grown)
         self._digests_kept = 0
 
     # ---------------------------------------------------------------- writer side
