@@ -124,13 +124,14 @@ def _kernel(kind: str) -> Any:
 
 
 async def run_agent(a: argparse.Namespace) -> int:
+    from nodeagent.dataplane import DataplaneSettings
     from nodeagent.service import AgentService, AgentSettings
 
     settings = AgentSettings(
         node=a.node_name, controllers=list(a.controller), grpc_listen=a.grpc_listen,
-        http_listen=a.http_listen, backend=a.iptables_backend, reconcile_period=a.reconcile_period,
-        state_dir=a.state_dir, bridged=a.bridged, shutdown_timeout=a.shutdown_timeout,
-        security=channel_security(a))
+        http_listen=a.http_listen, shutdown_timeout=a.shutdown_timeout, security=channel_security(a),
+        dataplane=DataplaneSettings(backend=a.iptables_backend, reconcile_period=a.reconcile_period,
+                                    state_dir=a.state_dir, bridged=a.bridged))
     svc = AgentService(settings, kernel=_kernel(a.kernel))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -39,6 +39,9 @@ from stockade.state import NodeState, StateError
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import debug_codec, grpcutil
 from stockade.wire.messages import HostCheck
+
+if TYPE_CHECKING:
+    from nodeagent.dataplane import DataplaneSettings
 
 log = logging.getLogger("stockade.agent")
 
@@ -53,10 +56,7 @@ class AgentSettings:
     controllers: list[str]
     grpc_listen: str = "0.0.0.0:7702"
     http_listen: str = "0.0.0.0:7703"
-    backend: str = "auto"
-    reconcile_period: float = 60.0
-    state_dir: str = "/var/lib/stockade"
-    bridged: bool = False
+    dataplane: DataplaneSettings | None = None  # None: DataplaneSettings() (backend, reconcile period, state dir, ...)
     shutdown_timeout: float = 5.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
@@ -127,9 +127,7 @@ class AgentService:
                 from nodeagent.kernel import SubprocessKernel
 
                 kernel = SubprocessKernel()
-            dataplane = Dataplane(kernel, DataplaneSettings(
-                backend=settings.backend, reconcile_period=settings.reconcile_period,
-                state_dir=settings.state_dir, bridged=settings.bridged))
+            dataplane = Dataplane(kernel, settings.dataplane or DataplaneSettings())
         self.dataplane = dataplane
         self.client: AgentClient | None = None
         self.started = False
@@ -179,7 +177,7 @@ class AgentService:
         from stockade.wire.digest import DigestCache
 
         try:
-            saved = state_store.load(self.settings.state_dir)
+            saved = state_store.load(self.dataplane.settings.state_dir)
         except StateError as e:
             log.warning("saved state unusable: %s", e)
             return None

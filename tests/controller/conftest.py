@@ -122,7 +122,7 @@ async def start_agents(tmp_path: Path) -> AsyncIterator[StartAgents]:
             k = FakeKernel()
             dp = Dataplane(k, DataplaneSettings(backend="nft", state_dir=str(tmp_path / n), settle=0.05))
             svc = AgentService(AgentSettings(node=n, controllers=controllers, grpc_listen="127.0.0.1:0",
-                                             http_listen="127.0.0.1:0", state_dir=str(tmp_path / n),
+                                             http_listen="127.0.0.1:0",
                                              backoff_initial=0.05, backoff_max=0.3, shutdown_timeout=2.0),
                                dataplane=dp)
             await svc.start()

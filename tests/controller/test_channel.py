@@ -118,7 +118,7 @@ async def start_agent(tmp: Path, node_name: str, controller_port: int, sec: Chan
     k = FakeKernel()
     dp = Dataplane(k, DataplaneSettings(backend="nft", state_dir=str(state), settle=0.05))
     svc = AgentService(AgentSettings(node=node_name, controllers=[f"127.0.0.1:{controller_port}"],
-                                     grpc_listen="127.0.0.1:0", http_listen="127.0.0.1:0", state_dir=str(state),
+                                     grpc_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
                                      backoff_initial=0.05, backoff_max=0.2, shutdown_timeout=2.0, security=sec),
                        dataplane=dp)
     await svc.start()

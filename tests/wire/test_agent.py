@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from nodeagent.dataplane import DataplaneSettings
 from nodeagent.fake_kernel import FakeKernel
 from nodeagent.main import parse
 from nodeagent.service import AgentService, AgentSettings
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextlib.asynccontextmanager
 async def agent_service(addr: str, kernel: FakeKernel, state_dir: str) -> AsyncIterator[AgentService]:
     svc = AgentService(AgentSettings("n1", [addr], grpc_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
-                                     reconcile_period=3600, state_dir=state_dir, backoff_initial=0.05,
-                                     backoff_max=0.2, shutdown_timeout=2.0), kernel=kernel)
+                                     dataplane=DataplaneSettings(reconcile_period=3600, state_dir=state_dir),
+                                     backoff_initial=0.05, backoff_max=0.2, shutdown_timeout=2.0), kernel=kernel)
     await svc.start()
     try:
         yield svc
