@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stockade.lab import netns, processes
-from stockade.lab.nssocket import NsSockets
+from stockade.lab.nssocket import NsSockets, gratuitous_arp
 from stockade.lab.prober import DEFAULT_TIMEOUT, Probe, Prober
 from stockade.lab.processes import LabProcess
 from stockade.lab.runstate import RunState
@@ -88,6 +88,7 @@ class Lab:
             check_ifnames(phases)
             await self._io(netns.add_namespaces, [pod.netns])
             await self._io(netns.run_phases, phases)
+            await self.socks.run(pod.netns, lambda: gratuitous_arp("eth0", pod.ip))
         self.pods[key] = pod
         if ports:
             bind = pod.ip if host_network else None

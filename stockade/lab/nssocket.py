@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from stockade.lab import netns
+
+T = TypeVar("T")
 
 
 class NsSockets:
@@ -55,6 +60,10 @@ class NsSockets:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool(namespace), make)
 
+    async def run(self, namespace: str, fn: Callable[[], T]) -> T:
+        """``fn()`` run in the thread parked in ``namespace``."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool(namespace), fn)
+
     def forget(self, namespace: str) -> None:
         """Stop the thread parked in ``namespace`` (before deleting it)."""
         with self._lock:
@@ -88,3 +97,17 @@ async def http_get(socks: NsSockets, namespace: str, host: str, port: int, path:
     if len(status_line) < 2 or not status_line[1].isdigit():
         raise ConnectionError(f"bad HTTP answer from {host}:{port}{path}")
     return int(status_line[1]), body
+
+
+def gratuitous_arp(ifname: str, ip: str) -> None:
+    """Announce ``ip`` on ``ifname`` with a gratuitous ARP request (call it
+    in the namespace that owns the link).  A pod created with the address of
+    a deleted one has a new MAC; the bridge CNI announces it the same way, so
+    the node and the pods on its bridge update the old entry at once instead
+    of sending to the dead MAC until their neighbour entry expires."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((ifname, 0))
+        mac = s.getsockname()[4]
+        addr = socket.inet_aton(ip)
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + addr + b"\x00" * 6 + addr
+        s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)

@@ -86,6 +86,21 @@ async def test_pod_delete_and_address_reuse(lab2: Lab) -> None:
     assert ok.observed == "allow"
 
 
+async def test_a_reused_address_is_reachable_at_once_by_peers_that_knew_the_old_pod(lab2: Lab) -> None:
+    """A new pod with a deleted pod's address has another MAC; peers that
+    talked to the old pod (same bridge, the node) must reach the new one
+    at once, not after their neighbour entry expires (the lab announces a
+    new pod with a gratuitous ARP, like the bridge CNI)."""
+    before = await lab2.prober.probe_all([lab2.probe_of("d/a", "d/b", 80, "TCP"),
+                                          lab2.probe_of("d/c", "d/b", 80, "TCP")])
+    assert [o.observed for o in before] == ["allow", "allow"]
+    await lab2.remove_pod("d/b")
+    await lab2.add_pod("d/b2", 0, "198.18.0.3", False, [(80, "TCP")])
+    after = await lab2.prober.probe_all([lab2.probe_of("d/a", "d/b2", 80, "TCP"),
+                                         lab2.probe_of("d/c", "d/b2", 80, "TCP")], timeout=1.0)
+    assert [o.observed for o in after] == ["allow", "allow"], [o.error for o in after]
+
+
 async def test_many_probes_at_once_are_quick(lab2: Lab) -> None:
     pods = ["d/a", "d/b", "d/c"]
     probes = [lab2.probe_of(s, d, port, proto) for s in pods for d in pods
