@@ -19,6 +19,7 @@ What not: no validation rules live here (``parse_text``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from controller.parse_limits import ETCD_OBJECT_BYTES, MAX_ECHO, MAX_ERRORS, MAX_POLICY_ENTRIES
@@ -117,6 +118,15 @@ class _Errors:
             return v
         self.add(path, f"must be an object, not {type(v).__name__}")
         return None
+
+    def objects(self, raw: Any, path: str, allowed: frozenset[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each entry of the list ``raw`` as (its path, the entry as an object:
+        ``{}`` when null or not an object), its unknown fields recorded."""
+        for i, v in enumerate(self.lst(raw, path)):
+            entry_path = f"{path}[{i}]"
+            d = self.obj(v, entry_path) or {}
+            self.known(d, entry_path, allowed)
+            yield entry_path, d
 
     def lst(self, v: Any, path: str) -> list[Any]:
         if v is None:

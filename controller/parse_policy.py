@@ -110,12 +110,7 @@ _port_entry_cached = lru_cache(maxsize=4096)(_port_entry)
 
 def _ports(raw: Any, path: str, errs: _Errors) -> tuple[PortSpec, ...]:
     out: list[PortSpec] = []
-    for i, p in enumerate(errs.lst(raw, path)):
-        pp = f"{path}[{i}]"
-        p = errs.obj(p, pp)
-        if p is None:
-            p = {}
-        errs.known(p, pp, _PORT)
+    for pp, p in errs.objects(raw, path, _PORT):
         proto, port, end = p.get("protocol"), p.get("port"), p.get("endPort")
         # 1 == True == 1.0 to a cache: only exact int/str/None values are cached
         if type(port) in _CACHEABLE_PORT and type(end) in _CACHEABLE_PORT and type(proto) in _CACHEABLE_PORT:
@@ -182,12 +177,7 @@ def _ip_block(raw: dict[str, Any], path: str, errs: _Errors) -> IPBlock:
 def _peers(raw: Any, path: str, errs: _Errors) -> tuple[Peer, ...]:
     """``ValidateNetworkPolicyPeer`` for each entry."""
     out: list[Peer] = []
-    for i, pe in enumerate(errs.lst(raw, path)):
-        pp = f"{path}[{i}]"
-        d = errs.obj(pe, pp)
-        if d is None:
-            d = {}
-        errs.known(d, pp, _PEER)
+    for pp, d in errs.objects(raw, path, _PEER):
         pod_raw, ns_raw, ipb_raw = d.get("podSelector"), d.get("namespaceSelector"), d.get("ipBlock")
         n = (pod_raw is not None) + (ns_raw is not None) + (ipb_raw is not None)
         if n == 0:
@@ -210,10 +200,7 @@ def _peers(raw: Any, path: str, errs: _Errors) -> tuple[Peer, ...]:
 
 def _rules(raw: Any, path: str, peers_field: str, allowed: frozenset[str], errs: _Errors) -> tuple[PolicyRule, ...]:
     out: list[PolicyRule] = []
-    for i, r in enumerate(errs.lst(raw, path)):
-        rp = f"{path}[{i}]"
-        d = errs.obj(r, rp) or {}
-        errs.known(d, rp, allowed)
+    for rp, d in errs.objects(raw, path, allowed):
         ports = _ports(d.get("ports"), f"{rp}.ports", errs)
         peers = _peers(d.get(peers_field), f"{rp}.{peers_field}", errs)
         out.append(PolicyRule(peers, ports))

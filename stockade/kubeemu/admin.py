@@ -79,8 +79,8 @@ def _arm(body: dict[str, Any], faults: Faults, name: str, request: web.Request) 
         raise errors.bad_request(str(exc)) from None
 
 
-async def handle_fault(request: web.Request) -> web.StreamResponse:
-    faults = request.app[FAULTS_KEY]
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); a 400 naming what is wrong."""
     raw = await request.read()
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -88,7 +88,12 @@ async def handle_fault(request: web.Request) -> web.StreamResponse:
         raise errors.bad_request(f"invalid JSON body: {exc}") from None
     if not isinstance(body, dict):
         raise errors.bad_request("the body must be a JSON object")
-    _arm(body, faults, request.match_info["name"], request)
+    return body
+
+
+async def handle_fault(request: web.Request) -> web.StreamResponse:
+    faults = request.app[FAULTS_KEY]
+    _arm(await _body(request), faults, request.match_info["name"], request)
     return respond(faults.describe())
 
 
@@ -98,13 +103,7 @@ async def handle_describe(request: web.Request) -> web.StreamResponse:
 
 async def handle_token(request: web.Request) -> web.StreamResponse:
     """Mint a token as the kubelet would project it (the lab's agents get theirs here)."""
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise errors.bad_request(f"invalid JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.bad_request("the body must be a JSON object")
+    body = await _body(request)
     namespace, sa = _str(body, "namespace") or "default", _str(body, "serviceAccount")
     if not sa:
         raise errors.bad_request("serviceAccount: required")
