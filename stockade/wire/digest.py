@@ -84,11 +84,11 @@ class Top:
     """The digest's top level for one state (see the module docstring):
     ``digest`` is ``stockade.state.digest`` of that state."""
 
-    __slots__ = ("chains", "digest", "hooks", "node", "sets")
+    __slots__ = ("chains", "digest", "node", "sets")
 
     def __init__(self, node: str, sets: _Section, chains: tuple[_Section, _Section],
                  hooks: tuple[tuple[Hook, ...], tuple[Hook, ...]]) -> None:
-        self.node, self.sets, self.chains, self.hooks = node, sets, chains, hooks
+        self.node, self.sets, self.chains = node, sets, chains
         body = top_bytes(node, sets.hashes, {fam: (chains[i].hashes, hooks[i]) for i, fam in enumerate(FAMILIES)})
         self.digest = hashlib.sha256(body).hexdigest()
 
