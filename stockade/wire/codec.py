@@ -419,9 +419,10 @@ class Assembler:
             for h in sp.hooks:
                 fam, hooks = _hooks_from_pb(h, "snapshot.hooks")
                 self._hooks[fam] = self._hooks.get(fam, ()) + hooks
-            if not sp.HasField("complete"):
+            done = _inline_complete(msg, which)
+            if done is None:
                 return None
-            which, done = "snapshot_complete", sp.complete
+            which = "snapshot_complete"
         elif which == "delta_part":
             dp = msg.delta_part
             self._start("delta", dp.version)
@@ -439,9 +440,10 @@ class Assembler:
             for h in dp.hooks:
                 fam, hooks = _hooks_from_pb(h, "delta.hooks")
                 self._hooks[fam] = self._hooks.get(fam, ()) + hooks
-            if not dp.HasField("complete"):
+            done = _inline_complete(msg, which)
+            if done is None:
                 return None
-            which, done = "delta_complete", dp.complete
+            which = "delta_complete"
         else:
             done = getattr(msg, which) if which in self._FINAL else None
         try:
