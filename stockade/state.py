@@ -284,10 +284,11 @@ def set_hash(s: IPSet) -> str:
 
 def set_hash_of(s: IPSet, members_sum: int, nomatch_sum: int) -> str:
     """:func:`set_hash` given the :func:`member_sum` of ``s``'s members and
-    of its nomatch entries (carried through deltas by ``stockade.wire.digest``)."""
-    body = [s.name, s.type, s.family, s.counters, len(s.members), len(s.nomatch),
-            f"{members_sum:032x}", f"{nomatch_sum:032x}"]
-    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+    of its nomatch entries (carried through deltas by ``stockade.wire.digest``).
+    The name is length-prefixed; the other fields cannot hold a ``|``."""
+    body = (f"{len(s.name)}:{s.name}|{s.type}|{s.family}|{int(s.counters)}|{len(s.members)}|{len(s.nomatch)}|"
+            f"{members_sum:032x}|{nomatch_sum:032x}")
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def chain_hash(c: Chain) -> str:
@@ -296,32 +297,41 @@ def chain_hash(c: Chain) -> str:
     return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
-def top_bytes(node: str, set_hashes: Sequence[str],
-              families: Mapping[Family, tuple[Sequence[str], Sequence[Hook]]]) -> bytes:
-    """The digest's top-level bytes from its parts: a JSON header (node
-    name, counts, hooks) then one hash per line: the sets', then each
-    family's chains' (each in name order).  Hashes are hex, so lines
-    cannot be confused; no JSON for the long part (it is rebuilt for every
-    node a change reaches)."""
-    fams = sorted(families.items())
-    head = json.dumps([node, len(set_hashes), [[fam, len(ch), [[h.builtin, h.target, h.position] for h in hooks]]
-                                               for fam, (ch, hooks) in fams]], separators=(",", ":"))
-    lines = [head, *set_hashes]
-    for _, (ch, _hooks) in fams:
-        lines.extend(ch)
-    return "\n".join(lines).encode()
+def hash_sum(hashes: Iterable[str]) -> int:
+    """Sum of the first 128 bits of hex content hashes, mod 2**128: the
+    top level's sets and chains enter as a sum (like a set's members), so
+    a state that changed a few of them is digested from those alone."""
+    return sum(int(h[:32], 16) for h in hashes) % MEMBER_SUM_MOD
+
+
+def top_head(node: str, sets: int, families: Mapping[Family, tuple[int, Sequence[Hook]]]) -> str:
+    """The digest top level's header: node name, number of sets, and per
+    family (in name order) the number of chains and the hooks."""
+    return json.dumps([node, sets, [[fam, n, [[h.builtin, h.target, h.position] for h in hooks]]
+                                    for fam, (n, hooks) in sorted(families.items())]], separators=(",", ":"))
+
+
+def top_bytes(head: str, set_sum: int, chain_sums: Sequence[int]) -> bytes:
+    """The digest's top-level bytes: the header (:func:`top_head`), then
+    the :func:`hash_sum` of the sets' hashes and of each family's chains'
+    hashes (``chain_sums`` in :data:`FAMILIES` order), 32 hex digits a
+    line.  The counts in the header and the names inside every set and
+    chain hash pin down which objects the sums are over."""
+    return "\n".join([head, f"{set_sum:032x}", *[f"{x:032x}" for x in chain_sums]]).encode()
 
 
 def canonical(state: NodeState) -> bytes:
     """Deterministic bytes for the content of ``state`` (not its version):
-    the node name, hooks, and the content hash of every set and chain in
-    name order.  Two levels keep a digest cheap to recompute when a few
-    sets change in a state of tens of thousands of members
-    (``stockade.wire.digest`` caches the per-object hashes and carries the
-    top level forward through deltas)."""
-    fams = {fam: ([chain_hash(fs.chains[n]) for n in sorted(fs.chains)], fs.hooks)
-            for fam in FAMILIES for fs in (state.family(fam),)}
-    return top_bytes(state.node, [set_hash(state.sets[n]) for n in sorted(state.sets)], fams)
+    the node name, hooks, and the sums of the content hashes of its sets
+    and of its chains.  Two levels keep a digest cheap to recompute when a
+    few sets change in a state of tens of thousands of members, and sums
+    keep it cheap when a few of a state's hundreds of sets and chains
+    change (``stockade.wire.digest`` caches the per-object hashes and
+    carries the sums forward through deltas)."""
+    head = top_head(state.node, len(state.sets),
+                    {fam: (len(state.family(fam).chains), state.family(fam).hooks) for fam in FAMILIES})
+    return top_bytes(head, hash_sum(set_hash(s) for s in state.sets.values()),
+                     [hash_sum(chain_hash(c) for c in state.family(fam).chains.values()) for fam in FAMILIES])
 
 
 def digest(state: NodeState) -> str:

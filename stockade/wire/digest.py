@@ -1,24 +1,25 @@
 """``stockade.state.digest``, computed again in a fraction of the time.
 
-The digest has two levels: sha256 over the node name, the hooks and the
-content hash of every set and chain (``stockade.state.canonical``).
+The digest has two levels: sha256 over a small header (node name, counts,
+hooks) and the sums of the content hashes of the sets and of each
+family's chains (``stockade.state.canonical``).
 A set's hash costs milliseconds for tens of thousands of members, and both
 the controller (every publish) and the agent (every delta it verifies)
 need the digest.  States change by a few sets or chains at a time and
 unchanged sets/chains are the *same objects* (immutable values shared
 between versions), so :class:`DigestCache` keeps each set's and chain's
-hash keyed by object identity and only hashes what is new; the top level
-is a few kilobytes whatever the number of members.
+hash keyed by object identity and only hashes what is new.
 
 The top level can also be carried forward: :class:`Top` keeps, for one
-state, its set and chain names in order with their hashes, and
+state, each set's and chain's hash and the sums, and
 :meth:`DigestCache.top_after` derives the next state's top from the
-previous one and the :class:`~stockade.state.NodeDelta` between them,
-hashing only what the delta names.  A single member change in a state of
-160 sets and chains then costs one set hash and a few kilobytes of
-sha256, not a walk over every set and chain: this is what the controller
-does for each node a change reaches, and what each agent does for every
-delta it verifies.
+previous one and the :class:`~stockade.state.NodeDelta` between them:
+only what the delta names is hashed, and the sums move by the old and
+new hashes of those names.  A single member change in a state of 160 sets
+and chains then costs one set hash (itself carried, see
+``stockade.state.member_sum``) and a sha256 of a few hundred bytes: this
+is what the controller does for each node a change reaches, and what
+each agent does for every delta it verifies.
 
 The result is the same as ``stockade.state.digest`` (tests check that on
 many states and delta sequences).  It does no I/O and keeps only the hashes used by the last
@@ -38,64 +39,71 @@ from stockade.state import (
     FAMILIES,
     MEMBER_SUM_MOD,
     Chain,
+    Family,
     Hook,
     IPSet,
     NodeDelta,
     NodeState,
     chain_hash,
+    hash_sum,
     member_sum,
     set_hash_of,
     top_bytes,
+    top_head,
 )
 
 
 class _Section:
-    """Names in sorted order, their hashes, and each name's position."""
+    """One part of the top level (the sets, or one family's chains): each
+    name's hash and the :func:`~stockade.state.hash_sum` of them all."""
 
-    __slots__ = ("hashes", "names", "pos")
+    __slots__ = ("hashes", "total")
 
-    def __init__(self, names: list[str], hashes: list[str], pos: dict[str, int] | None = None) -> None:
-        self.names, self.hashes = names, hashes
-        self.pos = pos if pos is not None else {n: i for i, n in enumerate(names)}
-
-    @classmethod
-    def of(cls, hashed: dict[str, str]) -> _Section:
-        names = sorted(hashed)
-        return cls(names, [hashed[n] for n in names])
+    def __init__(self, hashes: dict[str, str], total: int | None = None) -> None:
+        self.hashes = hashes
+        self.total = hash_sum(hashes.values()) if total is None else total
 
     def patched(self, changed: dict[str, str], removed: Iterable[str]) -> _Section:
-        """This section with ``changed`` names (re)hashed and ``removed`` names gone."""
-        removed = [n for n in removed if n in self.pos]
-        if not removed and all(n in self.pos for n in changed):
-            if not changed:
-                return self
-            hashes = list(self.hashes)
-            for n, h in changed.items():
-                hashes[self.pos[n]] = h
-            return _Section(self.names, hashes, self.pos)  # same names: share the order
-        d = dict(zip(self.names, self.hashes, strict=True))
+        """This section with ``changed`` names (re)hashed and ``removed``
+        names gone: the sum moves by what changed only."""
+        removed = [n for n in removed if n in self.hashes]
+        if not changed and not removed:
+            return self
+        hashes = dict(self.hashes)
+        total = self.total
         for n in removed:
-            del d[n]
-        d.update(changed)
-        return _Section.of(d)
+            total -= int(hashes.pop(n)[:32], 16)
+        for n, h in changed.items():
+            old = hashes.get(n)
+            if old != h:
+                if old is not None:
+                    total -= int(old[:32], 16)
+                total += int(h[:32], 16)
+                hashes[n] = h
+        return _Section(hashes, total % MEMBER_SUM_MOD)
 
 
 class Top:
     """The digest's top level for one state (see the module docstring):
-    ``digest`` is ``stockade.state.digest`` of that state."""
+    ``digest`` is ``stockade.state.digest`` of that state.  ``head``: the
+    header of a state with the same counts and hooks, when known."""
 
-    __slots__ = ("chains", "digest", "node", "sets")
+    __slots__ = ("chains", "digest", "head", "hooks", "node", "sets")
 
     def __init__(self, node: str, sets: _Section, chains: tuple[_Section, _Section],
-                 hooks: tuple[tuple[Hook, ...], tuple[Hook, ...]]) -> None:
-        self.node, self.sets, self.chains = node, sets, chains
-        body = top_bytes(node, sets.hashes, {fam: (chains[i].hashes, hooks[i]) for i, fam in enumerate(FAMILIES)})
+                 hooks: tuple[tuple[Hook, ...], tuple[Hook, ...]], head: str | None = None) -> None:
+        self.node, self.sets, self.chains, self.hooks = node, sets, chains, hooks
+        if head is None:
+            head = top_head(node, len(sets.hashes),
+                            {fam: (len(chains[i].hashes), hooks[i]) for i, fam in enumerate(FAMILIES)})
+        self.head = head
+        body = top_bytes(head, sets.total, [c.total for c in chains])
         self.digest = hashlib.sha256(body).hexdigest()
 
     def fits(self, state: NodeState) -> bool:
         """Whether ``state`` has the names this top was made of (a cheap guard)."""
-        return (state.node == self.node and len(state.sets) == len(self.sets.names)
-                and all(len(state.family(fam).chains) == len(self.chains[i].names)
+        return (state.node == self.node and len(state.sets) == len(self.sets.hashes)
+                and all(len(state.family(fam).chains) == len(self.chains[i].hashes)
                         for i, fam in enumerate(FAMILIES)))
 
 
@@ -144,8 +152,8 @@ class DigestCache:
         """The :class:`Top` of ``state``, computed over every set and chain
         (``evict`` as for :meth:`digest`)."""
         new: dict[int, tuple[Any, str]] = {} if evict else self._frags
-        sets = _Section.of({n: self._hash(s, new) for n, s in state.sets.items()})
-        chains = tuple(_Section.of({n: self._hash(c, new) for n, c in state.family(fam).chains.items()})
+        sets = _Section({n: self._hash(s, new) for n, s in state.sets.items()})
+        chains = tuple(_Section({n: self._hash(c, new) for n, c in state.family(fam).chains.items()})
                        for fam in FAMILIES)
         if evict:
             self._frags = new
@@ -176,19 +184,30 @@ def _carry(base: Top, delta: NodeDelta, state: NodeState, set_h: Callable[[IPSet
     names is hashed), or None when the delta does not fit."""
     if delta.node != base.node or state.node != base.node:
         return None
+    sets = state.sets
     try:
-        changed = {s.name: set_h(state.sets[s.name]) for s in delta.sets_upserted}
-        changed.update((m.name, set_h(state.sets[m.name])) for m in delta.set_members)
-        chains = []
-        for i, fam in enumerate(FAMILIES):
-            fs = state.family(fam)
-            c_changed = {c.name: chain_h(fs.chains[c.name]) for f, c in delta.chains_upserted if f == fam}
-            chains.append(base.chains[i].patched(c_changed, (n for f, n in delta.chains_removed if f == fam)))
+        changed = {s.name: set_h(sets[s.name]) for s in delta.sets_upserted}
+        for m in delta.set_members:
+            changed[m.name] = set_h(sets[m.name])
+        chains = base.chains
+        if delta.chains_upserted or delta.chains_removed:
+            chains = (_chains_after(base.chains[0], "inet", delta, state, chain_h),
+                      _chains_after(base.chains[1], "inet6", delta, state, chain_h))
     except KeyError:  # the delta names something the state lacks: not base + delta
         return None
-    top = Top(state.node, base.sets.patched(changed, delta.sets_removed), (chains[0], chains[1]),
-              (state.v4.hooks, state.v6.hooks))
+    sec = base.sets.patched(changed, delta.sets_removed)
+    hooks = (state.v4.hooks, state.v6.hooks)
+    same_shape = (len(sec.hashes) == len(base.sets.hashes) and hooks == base.hooks
+                  and all(len(c.hashes) == len(b.hashes) for c, b in zip(chains, base.chains, strict=True)))
+    top = Top(state.node, sec, chains, hooks, base.head if same_shape else None)
     return top if top.fits(state) else None
+
+
+def _chains_after(sec: _Section, fam: Family, delta: NodeDelta, state: NodeState,
+                  chain_h: Callable[[Chain], str]) -> _Section:
+    chains = state.family(fam).chains
+    changed = {c.name: chain_h(chains[c.name]) for f, c in delta.chains_upserted if f == fam}
+    return sec.patched(changed, [n for f, n in delta.chains_removed if f == fam])
 
 
 _Sums = tuple[IPSet, int, int]  # a set and the member sums of its members and of its nomatch entries
@@ -232,8 +251,8 @@ class Carried:
     def of(cls, state: NodeState) -> Carried:
         """Computed over the whole state (a snapshot)."""
         sums: dict[str, _Sums] = {n: (s, member_sum(s.members), member_sum(s.nomatch)) for n, s in state.sets.items()}
-        sets = _Section.of({n: set_hash_of(*o) for n, o in sums.items()})
-        chains = tuple(_Section.of({n: chain_hash(c) for n, c in state.family(fam).chains.items()})
+        sets = _Section({n: set_hash_of(*o) for n, o in sums.items()})
+        chains = tuple(_Section({n: chain_hash(c) for n, c in state.family(fam).chains.items()})
                        for fam in FAMILIES)
         return cls(Top(state.node, sets, (chains[0], chains[1]), (state.v4.hooks, state.v6.hooks)), sums)
 
