@@ -40,7 +40,7 @@ the host's own rules.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -226,7 +226,7 @@ def _parsed(s: IPSet) -> tuple[list[int], set[tuple[int, int]], set[tuple[int, i
     if len(_NET_CACHE) > 4096:
         _NET_CACHE.clear()
 
-    def entries(texts: frozenset[str]) -> set[tuple[int, int]]:
+    def entries(texts: Iterable[str]) -> set[tuple[int, int]]:
         out = set()
         for t in texts:
             n = ipaddress.ip_network(t)

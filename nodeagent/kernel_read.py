@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from stockade.member_set import Members
 from stockade.state import BUILTIN_CHAINS, CHAIN_PREFIX, SET_PREFIX, Family
 
 TAG_RE = re.compile(r'-m comment --comment "stk:([0-9a-f]{16})"')
@@ -38,8 +39,8 @@ class KSet:
     name: str
     type: str
     family: str
-    members: frozenset[str] = frozenset()
-    nomatch: frozenset[str] = frozenset()
+    members: Members = frozenset()  # a MemberSet in the view expected after a write (see restore_builder)
+    nomatch: Members = frozenset()
     has_counters: bool = False
     maxelem: int = 65536
     hashsize: int = 1024

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from stockade.member_set import Members
 from stockade.state import (
     FAMILIES,
     SET_TYPES,
@@ -32,7 +33,7 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}").fullmatch
 
 
-def _all_canonical_ipv4(members: frozenset[str]) -> bool:
+def _all_canonical_ipv4(members: Members) -> bool:
     """Every member is a canonical dotted-quad IPv4 address: one compiled
     fullmatch per member, the loop in C (1,000,000 members in ~0.3 s, no
     extra memory; one regex over the joined members kept ~750 bytes of
@@ -68,6 +69,8 @@ def validate_incoming(state: NodeState, known: NodeState | None = None) -> None:
     light: dict[str, IPSet] = {}
     for name, s in state.sets.items():
         k = ksets.get(name)
+        fresh_m: Members
+        fresh_n: Members
         if k is s:
             fresh_m, fresh_n = frozenset[str](), frozenset[str]()
         elif k is not None and k.header() == s.header() and k.type == s.type and k.name == s.name:

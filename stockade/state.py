@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stockade.member_set import Members, changed
+
 # Everything Stockade owns in the kernel carries this prefix: ipset names
 # (``stk-``) and chain names (``STOCKADE-``).  The agent never reads or
 # writes anything else.
@@ -102,18 +104,21 @@ class IPSet:
     ``nomatch`` (hash:net only) holds the ``except`` blocks: members that
     are explicitly excluded (``add NAME 198.18.1.0/24 nomatch``).
     ``counters`` asks for per-member packet/byte counters (used for the
-    per-pod drop counts).
+    per-pod drop counts).  Both are frozensets, or (in the agent, after
+    :func:`apply_delta`) :class:`~stockade.member_set.MemberSet` values
+    that behave as frozensets and share their members with the set's
+    previous version.
     """
 
     name: str
     type: SetType
     family: Family
-    members: frozenset[str] = frozenset()
-    nomatch: frozenset[str] = frozenset()
+    members: Members = frozenset()
+    nomatch: Members = frozenset()
     counters: bool = False
     comment: str = ""  # what the set stands for (a selector, an ipBlock); not in the kernel
 
-    def with_members(self, members: frozenset[str], nomatch: frozenset[str] | None = None) -> IPSet:
+    def with_members(self, members: Members, nomatch: Members | None = None) -> IPSet:
         return IPSet(self.name, self.type, self.family, members,
                      self.nomatch if nomatch is None else nomatch, self.counters, self.comment)
 
@@ -397,19 +402,19 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
                      tuple(hooks))
 
 
-def _changed(cur: frozenset[str], added: frozenset[str], removed: frozenset[str]) -> frozenset[str]:
-    """``(cur - removed) | added`` with one copy of ``cur`` where one will do
-    (a member change usually only adds or only removes; sets hold thousands)."""
-    if not removed:
-        return cur | added if added else cur
-    if not added:
-        return cur - removed
-    return (cur - removed) | added
+def _changed(cur: Members, added: frozenset[str], removed: frozenset[str]) -> Members:
+    """``(cur - removed) | added`` without copying ``cur``: a
+    :class:`~stockade.member_set.MemberSet` sharing ``cur``'s members (a
+    member change costs the change, not the set's size); ``cur`` itself
+    when nothing changes."""
+    return changed(cur, added, removed)
 
 
 def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
     """``state`` with ``delta`` applied.  Raises StateError when the delta
-    does not fit (a member change for a set that does not exist, ...)."""
+    does not fit (a member change for a set that does not exist, ...).
+    Changed sets get :class:`~stockade.member_set.MemberSet` members that
+    share the unchanged ones with ``state``'s (see :func:`_changed`)."""
     if delta.node != state.node:
         raise StateError(f"delta for node {short(delta.node)} applied to {short(state.node)}")
     sets = dict(state.sets)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+from unittest import mock
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stockade import member_set
+from stockade.member_set import MemberSet
 from stockade.state import (
     Chain,
     FamilyState,
     Hook,
     IPSet,
+    NodeDelta,
     NodeState,
     Rule,
     SetMatch,
+    SetMembersDelta,
     StateError,
     apply_delta,
     diff,
@@ -19,6 +28,7 @@ from stockade.state import (
     render_rule,
     validate,
 )
+from stockade.wire.digest import Carried, DigestCache
 
 
 def _state(members: frozenset[str], rules: tuple[Rule, ...]) -> NodeState:
@@ -168,3 +178,66 @@ def test_apply_delta_rejects_member_change_of_missing_set() -> None:
 def test_render_rule_spelling() -> None:
     assert render_rule(R2) == ["-p", "tcp", "-m", "tcp", "--dport", "80", "-m", "set", "--match-set", "stk-n", "src",
                                "-j", "RETURN"]
+
+
+# --------------------------------------------------------------------------
+# apply_delta's MemberSets against the frozenset path
+
+_IPS = [f"198.18.0.{i}" for i in range(1, 30)]
+_NETS = [f"198.18.{i}.0/24" for i in range(1, 12)]
+_ip_sets = st.frozensets(st.sampled_from(_IPS), max_size=10)
+_net_sets = st.frozensets(st.sampled_from(_NETS), max_size=5)
+# one step: per set (stk-a hash:ip, stk-n hash:net) added, removed, nomatch added, nomatch removed
+_step = st.tuples(st.tuples(_ip_sets, _ip_sets), st.tuples(_net_sets, _net_sets, _net_sets, _net_sets))
+
+
+def _frozen_state(state: NodeState) -> NodeState:
+    """``state`` with every set's members as plain frozensets."""
+    return dataclasses.replace(state, sets={n: s.with_members(frozenset(s.members), frozenset(s.nomatch))
+                                            for n, s in state.sets.items()})
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(_step, min_size=1, max_size=10), limit=st.integers(0, 4))
+def test_apply_delta_member_sets_equal_the_frozenset_path(
+        steps: list[tuple[tuple[frozenset[str], frozenset[str]], tuple[frozenset[str], ...]]], limit: int) -> None:
+    """Equal states, set hashes, digests (state.digest, Carried carried
+    through each delta, DigestCache) and diffs, at every step; the limit
+    drawn small so compactions happen mid-sequence."""
+    state = _state(frozenset(_IPS[:6]), (R1, R2))
+    ref = state
+    carried = Carried.of(state)
+    cache = DigestCache()
+    saw_member_set = changes = False
+    with mock.patch.object(member_set, "overlay_limit", lambda n, tag=0: limit):
+        for (a_add, a_rem), (n_add, n_rem, nm_add, nm_rem) in steps:
+            # as the controller sends them: only absent members added, present ones removed
+            a, n = ref.sets["stk-a"], ref.sets["stk-n"]
+            delta = NodeDelta("n0", set_members=(
+                SetMembersDelta("stk-a", a_add - a.members, (a_rem & a.members) - a_add),
+                SetMembersDelta("stk-n", n_add - n.members, (n_rem & n.members) - n_add,
+                                nm_add - n.nomatch, (nm_rem & n.nomatch) - nm_add)))
+            new = apply_delta(state, delta)
+            ref_sets = dict(ref.sets)
+            for md in delta.set_members:
+                s = ref_sets[md.name]
+                ref_sets[md.name] = s.with_members((frozenset(s.members) - md.removed) | md.added,
+                                                   (frozenset(s.nomatch) - md.nomatch_removed) | md.nomatch_added)
+            new_ref = dataclasses.replace(ref, sets=ref_sets)
+            saw_member_set |= any(isinstance(s.members, MemberSet) or isinstance(s.nomatch, MemberSet)
+                                  for s in new.sets.values())
+            changes |= any(md.size() for md in delta.set_members)
+            assert new == new_ref and new_ref == new
+            for name, s in new.sets.items():
+                r = new_ref.sets[name]
+                assert s == r and hash(s) == hash(r) and hash(s.members) == hash(r.members)
+                assert sorted(s.members) == sorted(r.members) and sorted(s.nomatch) == sorted(r.nomatch)
+            want = digest(_frozen_state(new_ref))
+            assert digest(new) == want
+            carried = carried.after(state, delta, new)
+            assert carried.digest == want == Carried.of(new).digest
+            assert cache.digest(new, evict=False) == want
+            assert diff(state, new) == diff(ref, new_ref) and diff(new, state) == diff(new_ref, ref)
+            assert diff(new_ref, new).is_empty() and diff(new, new_ref).is_empty()
+            state, ref = new, new_ref
+    assert saw_member_set or not changes
