@@ -58,7 +58,7 @@ ACK_ERRORS = Counter("stockade_wire_ack_errors", "Acks reporting that a version 
 
 _UPDATES_BY_KIND = {k: UPDATES_SENT.labels(k) for k in ("snapshot", "delta", "in_sync")}
 
-Send = Callable[[Any], Awaitable[None]]
+Send = Callable[[bytes], Awaitable[None]]  # writes one serialized ControllerMessage
 
 _PUBLISH_TIMES_KEPT = 64  # publish times remembered per node for the latency metric
 
@@ -71,6 +71,7 @@ class _Session:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     inflight: int | None = None
+    sent_version: int = 0  # the version of the last update the write loop started sending
     need_snapshot: bool = True
     agent_digest: str = ""  # what the agent last said it enforces
     inline: bool = False  # the agent takes the *Complete marker inside the last part
@@ -108,8 +109,10 @@ class _Node:
     counts: dict[str, int] = field(default_factory=dict)
     peer: str = ""
     sent_version: int = 0  # the last version whose update was completely written to the stream
-    ack_event: asyncio.Event = field(default_factory=asyncio.Event)
-    sent_event: asyncio.Event = field(default_factory=asyncio.Event)
+    # set (and dropped) at the next ack / completely written update; made only
+    # when someone waits (wait_acked, wait_sent), not once per update
+    ack_event: asyncio.Event | None = None
+    sent_event: asyncio.Event | None = None
 
 
 class Distributor:
@@ -142,6 +145,7 @@ class Distributor:
         self.bytes_sent = 0
         self._digests = DigestCache()  # shared by all nodes; swept at idle moments (sweep_if_grown)
         self._digests_kept = 0
+        self._deltas = codec.SharedDeltas(budget)  # a change's delta body, serialized once for all its nodes
 
     # ---------------------------------------------------------------- writer side
 
@@ -321,11 +325,16 @@ class Distributor:
                 if n is None:
                     await asyncio.sleep(min(left, 0.05))
                 else:
-                    await asyncio.wait_for(getattr(n, event).wait(), left)
+                    ev = getattr(n, event)
+                    if ev is None:
+                        ev = asyncio.Event()
+                        setattr(n, event, ev)
+                    await asyncio.wait_for(ev.wait(), left)
 
     def stats(self) -> dict[str, int]:
         return {"snapshots_sent": self.snapshots_sent, "deltas_sent": self.deltas_sent,
                 "in_syncs_sent": self.in_syncs_sent, "bytes_sent": self.bytes_sent,
+                "delta_bodies_encoded": self._deltas.misses, "delta_bodies_reused": self._deltas.hits,
                 "connected": sum(1 for n in self._nodes.values() if n.session is not None)}
 
     # ---------------------------------------------------------------- stream side
@@ -333,7 +342,8 @@ class Distributor:
     async def run_stream(self, hello: Hello, peer: str, send: Send, acks: AsyncIterator[Ack]) -> None:
         """Serve one agent stream until the agent goes away, a newer stream
         of the same node replaces this one, or the task is cancelled.
-        ``send`` writes one codec message; ``acks`` yields the agent's acks."""
+        ``send`` writes one serialized ``ControllerMessage`` (bytes, see
+        ``codec.to_wire``); ``acks`` yields the agent's acks."""
         if not hello.node:
             raise ValueError("hello: node name is empty")
         if self._closing:
@@ -394,6 +404,7 @@ class Distributor:
                 PUBLISH_TO_ACK.observe(self.clock() - t0)
             for v in [v for v in n.published_at if v <= a.version]:
                 del n.published_at[v]
+            wake = n.version != s.sent_version  # else the write loop has nothing to send: let it sleep
         else:
             ACK_ERRORS.inc()
             n.last_error = a.error or "agent reported a failure without a reason"
@@ -405,9 +416,12 @@ class Distributor:
             s.retry_at = self.clock() + backoff.exponential(self.retry_base, self.retry_max, s.failures - 1)
             log.warning("node %s: agent did not apply version %d: %s (snapshot again in %.1fs)",
                         n.name, a.version, n.last_error, s.retry_at - self.clock())
-        old, n.ack_event = n.ack_event, asyncio.Event()
-        old.set()
-        s.wake.set()
+            wake = True
+        if n.ack_event is not None:
+            n.ack_event.set()
+            n.ack_event = None
+        if wake:
+            s.wake.set()
 
     async def _write_loop(self, n: _Node, s: _Session, send: Send) -> None:
         sent_version, sent_state, sent_digest = 0, None, ""
@@ -423,6 +437,7 @@ class Distributor:
                     if s.closed or n.state is None:
                         continue
                     state, version, dig = n.state, n.version, self._dig(n)
+                    msgs: list[Any]  # protobuf messages or (deltas) already serialized bytes
                     if s.need_snapshot:
                         if s.agent_digest == dig:
                             msgs = [codec.encode_in_sync(n.name, version, dig, self.replica)]
@@ -439,27 +454,33 @@ class Distributor:
                             delta = d[1]
                         else:
                             delta = diff(sent_state, state)
-                        msgs = codec.encode_delta(delta, sent_version, sent_digest, version, dig,
-                                                  self.replica, self.budget, s.inline)
+                        msgs = self._deltas.encode(delta, sent_version, sent_digest, version, dig,
+                                                   self.replica, s.inline)
                         kind = "delta"
                         self.deltas_sent += 1
-                    s.inflight, s.need_snapshot = version, False
+                    s.inflight, s.need_snapshot, s.sent_version = version, False, version
                     sent_version, sent_state, sent_digest = version, state, dig
                     _UPDATES_BY_KIND[kind].inc()
+                    size = count = 0
                     for m in msgs:
-                        size = m.ByteSize()
-                        await send(m)
-                        self.bytes_sent += size
-                        BYTES_SENT.inc(size)
-                        MESSAGES_SENT.inc()
+                        data = codec.to_wire(m)  # serialized here: its size is then len(), not ByteSize()
+                        await send(data)
+                        size += len(data)
+                        count += 1
                         if s.closed:
-                            return
-                    # neither the list nor the loop variable may outlive the send: a
+                            break
+                    # neither the list nor the loop variables may outlive the send: a
                     # snapshot is one message of up to a MiB, times a thousand streams
-                    del msgs, m
+                    del msgs, m, data
+                    self.bytes_sent += size
+                    BYTES_SENT.inc(size)
+                    MESSAGES_SENT.inc(count)
+                    if s.closed:
+                        return
                     n.sent_version = version
-                    old_ev, n.sent_event = n.sent_event, asyncio.Event()
-                    old_ev.set()
+                    if n.sent_event is not None:
+                        n.sent_event.set()
+                        n.sent_event = None
                 continue
             s.wake.clear()
             if wait is None:

@@ -146,6 +146,19 @@ class _Distribution(stockade_pb2_grpc.DistributionServicer):
                                 trailing_metadata=((RECONNECT_METADATA, reason),))
 
 
+def _add_distribution(servicer: _Distribution, server: grpc.aio.Server) -> None:
+    """``stockade_pb2_grpc.add_DistributionServicer_to_server`` with one
+    difference: the stream's responses may be serialized already.  The
+    distributor serializes every message itself (a delta body is encoded
+    once for all the nodes it reaches, and a message's size is then its
+    ``len()``), so bytes pass through; a protobuf message is serialized as
+    the generated code would."""
+    handlers = {"Stream": grpc.stream_stream_rpc_method_handler(
+        servicer.Stream, request_deserializer=codec.agent_message_from_wire, response_serializer=codec.to_wire)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("stockade.v1.Distribution", handlers),))
+    server.add_registered_method_handlers("stockade.v1.Distribution", handlers)
+
+
 class _Debug(stockade_pb2_grpc.ControllerDebugServicer):
     def __init__(self, dist: Distributor, explain: ExplainSource | None, guard: Guard | None) -> None:
         self.dist = dist
@@ -204,8 +217,7 @@ class ControllerGrpcServer:
         self.listen = listen
         self.credentials = credentials
         self.server = grpcutil.new_server()
-        stockade_pb2_grpc.add_DistributionServicer_to_server(  # type: ignore[no-untyped-call]
-            _Distribution(dist, guard, lifetime), self.server)
+        _add_distribution(_Distribution(dist, guard, lifetime), self.server)
         stockade_pb2_grpc.add_ControllerDebugServicer_to_server(  # type: ignore[no-untyped-call]
             _Debug(dist, explain, guard), self.server)
         self.health = grpcutil.Health(self.server, SERVICES)

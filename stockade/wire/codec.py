@@ -10,6 +10,11 @@ returns a complete :class:`~stockade.wire.messages.Snapshot` or
 :class:`~stockade.wire.messages.Delta` only when the ``*Complete`` marker
 arrived with the announced number of parts.
 
+The controller sends deltas through :class:`SharedDeltas`: a delta body
+that reaches hundreds of nodes is packed and serialized once, and each
+node's messages are those bytes plus a few bytes of its own (version,
+marker); :func:`to_wire` lets already serialized messages through.
+
 Decoding is strict: an unknown enum value, a part for another version, a
 marker whose part count does not match, a part of the wrong kind in the
 middle of an assembly all raise :class:`WireError` naming what is wrong
@@ -252,10 +257,8 @@ def encode_snapshot(state: NodeState, version: int, digest: str, replica: str = 
     return msgs
 
 
-def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
-                 replica: str = "", budget: int = DEFAULT_BUDGET, inline: bool = False) -> list[pb.ControllerMessage]:
-    """``DeltaPart``s then one ``DeltaComplete`` (``inline``: the marker
-    rides in the last part instead: a small delta is one message)."""
+def _delta_body(d: NodeDelta, budget: int, version: int) -> list[pb.ControllerMessage]:
+    """The ``DeltaPart``s of ``d`` (``version`` in each; 0: left unset), no marker."""
     def new_msg() -> pb.ControllerMessage:
         m = pb.ControllerMessage()
         m.delta_part.version = version
@@ -278,14 +281,109 @@ def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int
         p.room(len(cname) + 8).chains_removed.add(family=_FAMILY[fam], name=cname)
     for fam, hooks in d.hooks:
         p.room(64 * (len(hooks) + 1)).hooks.append(_hooks_pb(fam, hooks))
-    msgs = p.msgs
-    done = pb.DeltaComplete(node=d.node, base_version=base_version, base_digest=base_digest, version=version,
-                            digest=digest, parts=len(msgs), replica=replica)
+    msgs: list[pb.ControllerMessage] = p.msgs
+    return msgs
+
+
+def _delta_complete(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
+                    replica: str, parts: int) -> pb.DeltaComplete:
+    return pb.DeltaComplete(node=d.node, base_version=base_version, base_digest=base_digest, version=version,
+                            digest=digest, parts=parts, replica=replica)
+
+
+def encode_delta(d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
+                 replica: str = "", budget: int = DEFAULT_BUDGET, inline: bool = False) -> list[pb.ControllerMessage]:
+    """``DeltaPart``s then one ``DeltaComplete`` (``inline``: the marker
+    rides in the last part instead: a small delta is one message)."""
+    msgs = _delta_body(d, budget, version)
+    done = _delta_complete(d, base_version, base_digest, version, digest, replica, len(msgs))
     if inline:
         msgs[-1].delta_part.complete.CopyFrom(done)
     else:
         msgs.append(pb.ControllerMessage(delta_complete=done))
     return msgs
+
+
+class SharedDeltas:
+    """Serialized deltas whose body is encoded once for every node it reaches.
+
+    A change that reaches hundreds of nodes gives each of them a
+    ``NodeDelta`` made of the *same* objects (the upserted ``IPSet``s and
+    ``Chain``s are shared between the nodes' states, and
+    ``stockade.state.diff`` memoizes ``SetMembersDelta``s).  Only the
+    version and the ``DeltaComplete`` marker differ per node.  So the body
+    (every part without its version) is packed and serialized once, keyed
+    by the identities of those components, and each node's message is
+    ``body part + ControllerMessage{delta_part{version [, complete]}}``:
+    concatenated serialized messages parse as their merge (the protobuf
+    encoding's rule for repeated, message and scalar fields alike), so the
+    agent decodes exactly what :func:`encode_delta` would have given it.
+
+    An entry keeps its components alive, so an identity in its key cannot
+    be reused by another object while the entry exists.  At most
+    ``max_entries`` bodies and ``max_bytes`` bytes are kept; the oldest go
+    first.  ``hits``/``misses`` count lookups (tests, benchmarks).
+    """
+
+    def __init__(self, budget: int = DEFAULT_BUDGET, max_entries: int = 256, max_bytes: int = 64 << 20) -> None:
+        self.budget = budget
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        # key -> (the components, kept alive; the serialized body parts)
+        self._bodies: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[bytes]]] = {}
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def body(self, d: NodeDelta) -> list[bytes]:
+        """The serialized parts of ``d`` without version or marker (shared: do not modify)."""
+        key = (tuple(map(id, d.sets_upserted)), d.sets_removed, tuple(map(id, d.set_members)),
+               tuple([(f, id(c)) for f, c in d.chains_upserted]), d.chains_removed, d.hooks)
+        hit = self._bodies.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit[1]
+        self.misses += 1
+        parts = [m.SerializeToString() for m in _delta_body(d, self.budget, 0)]
+        size = sum(map(len, parts))
+        if size > self.max_bytes:
+            return parts
+        while self._bodies and (len(self._bodies) >= self.max_entries or self._bytes + size > self.max_bytes):
+            _, old = self._bodies.pop(next(iter(self._bodies)))  # the oldest
+            self._bytes -= sum(map(len, old))
+        self._bodies[key] = ((d.sets_upserted, d.set_members, d.chains_upserted), parts)
+        self._bytes += size
+        return parts
+
+    def encode(self, d: NodeDelta, base_version: int, base_digest: str, version: int, digest: str,
+               replica: str = "", inline: bool = False) -> list[bytes]:
+        """What :func:`encode_delta` returns, serialized (same parts, same marker)."""
+        body = self.body(d)
+        done = _delta_complete(d, base_version, base_digest, version, digest, replica, len(body))
+        tail = pb.ControllerMessage()
+        tail.delta_part.version = version
+        per_part = tail.SerializeToString()
+        if inline:
+            tail.delta_part.complete.CopyFrom(done)
+            out = [b + per_part for b in body[:-1]]
+            out.append(body[-1] + tail.SerializeToString())
+        else:
+            out = [b + per_part for b in body]
+            out.append(pb.ControllerMessage(delta_complete=done).SerializeToString())
+        return out
+
+
+def to_wire(m: pb.ControllerMessage | bytes) -> bytes:
+    """A controller message as gRPC sends it: already serialized bytes pass through."""
+    return m if isinstance(m, bytes) else m.SerializeToString()
+
+
+def agent_message_from_wire(data: bytes) -> pb.AgentMessage:
+    """An agent's serialized message, parsed (the stream's request deserializer)."""
+    return pb.AgentMessage.FromString(data)
 
 
 def encode_in_sync(node: str, version: int, digest: str, replica: str = "") -> pb.ControllerMessage:

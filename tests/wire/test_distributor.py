@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from controller.distributor import Distributor
 from nodeagent.client import resolve
 from stockade.state import digest
+from stockade.v1 import stockade_pb2 as pb
 from stockade.wire import codec
 from stockade.wire.messages import Ack, Delta, Hello, InSync, Snapshot
 from tests.wire.helpers import make_state, until
@@ -26,9 +27,9 @@ class Pipe:
         self.asm = codec.Assembler()
         self.updates: list[Any] = []
 
-    async def send(self, m: Any) -> None:
+    async def send(self, m: bytes) -> None:
         self.sent.append(m)
-        u = self.asm.feed(m)
+        u = self.asm.feed(pb.ControllerMessage.FromString(m))
         if u is not None:
             self.updates.append(u)
 
