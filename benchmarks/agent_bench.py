@@ -41,7 +41,19 @@ from nodeagent import ipset_render
 from nodeagent.dataplane import Dataplane, DataplaneSettings, cleanup
 from nodeagent.kernel import CmdResult, SubprocessKernel, Tools
 from nodeagent.restore_builder import FamilyWrite, expected_family, iptables_restore_text
-from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, count
+from stockade.state import (
+    Chain,
+    FamilyState,
+    Hook,
+    IPSet,
+    NodeDelta,
+    NodeState,
+    Rule,
+    SetMatch,
+    SetMembersDelta,
+    apply_delta,
+    count,
+)
 from stockade.wire.digest import Carried
 
 MARK = 0x10000
@@ -162,18 +174,29 @@ async def bench_backend(backend: str, state: NodeState, repeat: int) -> dict[str
             writes += r.writes
         out["noop_reconcile"], out["noop_reconcile_writes"] = statistics.median(recs), writes
         out["noop_reconcile_commands"] = len(k.argvs) - n0
-        adds, ipt_writes, cur = [], 0, state
-        for i in range(repeat):
-            s = cur.sets["stkpeer0100"]
-            sets = dict(cur.sets)
-            sets[s.name] = s.with_members(s.members | {f"198.19.250.{i + 1}"})
-            cur = dataclasses.replace(cur, sets=sets)
+        adds, ipt_writes, cur, deltas = [], 0, state, []
+        for i in range(2 * repeat):  # the small set stkpeer0100, then the 2,000-member stkpeer0000
+            name = "stkpeer0100" if i < repeat else "stkpeer0000"
+            delta = NodeDelta(cur.node, set_members=(SetMembersDelta(name, frozenset({f"198.19.250.{i + 1}"})),))
+            t0 = time.perf_counter()
+            cur = apply_delta(cur, delta)  # as the agent's stream client makes the new state
+            deltas.append(time.perf_counter() - t0)
             n0 = len(k.argvs)
             t0 = time.perf_counter()
             r = await dp.apply(cur)
             adds.append(time.perf_counter() - t0)
             assert r.ok and r.writes == 1, r
             ipt_writes += sum(1 for a in k.argvs[n0:] if "restore" in a[0])
+        out["member_add_big"] = statistics.median(adds[repeat:])
+        out["member_add_apply_delta"] = statistics.median(deltas)
+        adds = adds[:repeat]
+        recs, writes = [], 0
+        for _ in range(repeat):  # desired sets now as apply_delta made them; the kernel read as frozensets
+            t0 = time.perf_counter()
+            r = await dp.reconcile()
+            recs.append(time.perf_counter() - t0)
+            writes += r.writes
+        out["noop_reconcile_after"], out["noop_reconcile_after_writes"] = statistics.median(recs), writes
         out["member_add"], out["member_add_iptables_writes"] = statistics.median(adds), ipt_writes
         chg, chains_written = [], 0
         for i in range(repeat):
@@ -265,7 +288,11 @@ def report(backend: str, r: dict[str, Any], repeat: int) -> None:
           f"(+ the client's snapshot digest {ms(r['snapshot_digest'])})")
     print(f"[{backend}] no-op reconcile {ms(r['noop_reconcile'])}, {r['noop_reconcile_writes']} writes "
           f"({r['noop_reconcile_commands']} read commands over {repeat} runs)")
-    print(f"[{backend}] one member added {ms(r['member_add'])}, iptables writes {r['member_add_iptables_writes']}")
+    print(f"[{backend}] no-op reconcile after the member changes {ms(r['noop_reconcile_after'])}, "
+          f"{r['noop_reconcile_after_writes']} writes")
+    print(f"[{backend}] one member added {ms(r['member_add'])} (to a 2,000-member set {ms(r['member_add_big'])}), "
+          f"iptables writes {r['member_add_iptables_writes']} (+ the client's apply_delta "
+          f"{r['member_add_apply_delta'] * 1e6:.0f} µs)")
     print(f"[{backend}] one policy's rules changed {ms(r['policy_change'])}, chains written "
           f"{r['policy_change_chains_written']}")
     print(f"[{backend}] read counters {ms(r['read_counters'])} ({r['counter_rules']} rules, iptables-save -c + ipset)"

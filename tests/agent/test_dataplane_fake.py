@@ -6,15 +6,32 @@ import asyncio
 import dataclasses
 import ipaddress
 import json
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 
 from nodeagent.dataplane import Dataplane, cleanup
 from nodeagent.fake_kernel import FakeKernel
 from nodeagent.kernel import CmdResult
-from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, SetMatch, digest
+from stockade import member_set
+from stockade.member_set import MemberSet
+from stockade.state import (
+    Chain,
+    FamilyState,
+    Hook,
+    IPSet,
+    NodeDelta,
+    NodeState,
+    Rule,
+    SetMatch,
+    SetMembersDelta,
+    apply_delta,
+    digest,
+)
 
 from .conftest import FakeClock
 from .states import policy_state
@@ -446,3 +463,53 @@ async def test_host_without_ipv6_still_works(make_dp: MakeDp, fake: FakeKernel) 
     await dp.start()
     assert (await dp.apply(policy_state())).ok
     assert (await dp.reconcile()).writes == 0
+
+
+async def test_states_from_apply_delta_write_what_frozensets_write(make_dp: MakeDp, tmp_path: Path) -> None:
+    """The agent's states come from apply_delta (MemberSet members sharing a
+    base with the previous version): every round writes exactly what the
+    same states with plain frozenset members write, the kernel ends up
+    holding the state, and a reconcile finds nothing to do.  Rule changes
+    and moves between sets mixed in (atomic switch, conntrack cuts); the
+    compaction limit small so compactions happen mid-run."""
+    rnd = random.Random(7)
+    pool = [f"198.18.{i // 200}.{i % 200 + 1}" for i in range(400)]
+    start = policy_state(peers=frozenset(pool[:120]), selected=frozenset(pool[300:310]))
+    runs: list[list[tuple[str, ...]]] = [[], []]
+    kernels = [FakeKernel(), FakeKernel()]
+    for k, log in zip(kernels, runs, strict=True):
+        orig = k.run
+
+        async def run(argv: Sequence[str], stdin: str | None = None, *, timeout: float = 30.0,
+                      orig: Callable[..., Any] = orig, log: list[tuple[str, ...]] = log) -> CmdResult:
+            log.append((*argv, stdin or ""))
+            return await orig(argv, stdin, timeout=timeout)  # type: ignore[no-any-return]
+        k.run = run  # type: ignore[method-assign]
+    dps = [make_dp(kernel=k, state_dir=str(tmp_path / str(i))) for i, k in enumerate(kernels)]
+    for dp in dps:
+        await dp.start()
+    state = start
+    with mock.patch.object(member_set, "overlay_limit", lambda n, tag=0: 4):
+        for step in range(40):
+            peers, sel = state.sets["stkpeer"], state.sets["stksel"]
+            out = frozenset(rnd.sample(sorted(peers.members), rnd.randint(0, 2)))
+            into = frozenset(rnd.sample([p for p in pool[:300] if p not in peers.members], rnd.randint(0, 3)))
+            moved = frozenset(rnd.sample(sorted(sel.members), 1)) if step % 5 == 4 else frozenset[str]()
+            chains = ((("inet", dataclasses.replace(state.v4.chains["STOCKADE-POL-A"], rules=(
+                dataclasses.replace(state.v4.chains["STOCKADE-POL-A"].rules[0], dport=(9000 + step, 9000 + step)),))),)
+                if step % 7 == 3 else ())
+            delta = NodeDelta("n1", set_members=(SetMembersDelta("stkpeer", into | moved, out),
+                                                  SetMembersDelta("stksel", frozenset(), moved)),
+                              chains_upserted=chains)  # type: ignore[arg-type]
+            state = apply_delta(state, delta)
+            plain = dataclasses.replace(state, sets={n: s.with_members(frozenset(s.members), frozenset(s.nomatch))
+                                                     for n, s in state.sets.items()})
+            got = [await dp.apply(st) for dp, st in zip(dps, (state, plain), strict=True)]
+            assert all(r.ok for r in got) and got[0].digest == got[1].digest == digest(plain)
+            assert runs[0] == runs[1], f"step {step}"
+            assert set(kernels[0].sets["stkpeer"].members) == set(state.sets["stkpeer"].members)
+            assert set(kernels[0].sets["stksel"].members) == set(state.sets["stksel"].members)
+    assert any(isinstance(s.members, MemberSet) for s in state.sets.values())
+    assert any("restore" in " ".join(a) and "198.18." in a[-1] for a in runs[0])
+    for dp in dps:
+        assert (await dp.reconcile()).writes == 0
