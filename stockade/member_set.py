@@ -18,7 +18,8 @@ with frozensets, sets and other MemberSets (either side), the same hash as
 the frozenset of the same content, ``-`` ``|`` ``&`` ``^`` ``<=`` ``<``
 ``>=`` ``>`` and ``isdisjoint`` with frozensets and MemberSets (either
 side).  Every operator returns a plain frozenset (as frozenset's own do);
-the persistent update is :func:`changed`.
+the persistent update is :func:`changed`.  (With a ``set`` on the left a
+reflected operator returns a ``set``, as ``set - frozenset`` does.)
 
 Cost: between two versions that share a base (or one step across a
 compaction), ``==``, ``<=``, ``-`` and ``^`` are computed from the
@@ -38,11 +39,12 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 __all__ = ["MemberSet", "Members", "changed", "frozen", "overlay_limit"]
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _EMPTY: frozenset[str] = frozenset()
 # A base's identity for all time (``id()`` of a dead base may be reused):
 # the one thing a compacted version keeps of the base it left.
@@ -211,6 +213,9 @@ class MemberSet(AbstractSet[str]):
         return self._base.difference(self._rem, o).union(self._add.difference(o))
 
     def __rsub__(self, other: AbstractSet[_T]) -> frozenset[_T]:
+        return _like(other, self._rsub(other))
+
+    def _rsub(self, other: AbstractSet[_T]) -> frozenset[_T]:
         if not isinstance(other, AbstractSet):
             return NotImplemented
         p = self._pair(other)
@@ -228,7 +233,8 @@ class MemberSet(AbstractSet[str]):
             return _minus(a1, r1, a2, r2).union(_minus(a2, r2, a1, r1))
         return self.frozen().symmetric_difference(_flat(other))
 
-    __rxor__ = __xor__
+    def __rxor__(self, other: AbstractSet[Any]) -> frozenset[Any]:
+        return _like(other, self.__xor__(other))
 
     def __or__(self, other: AbstractSet[_T]) -> frozenset[str | _T]:
         if not isinstance(other, AbstractSet):
@@ -237,7 +243,8 @@ class MemberSet(AbstractSet[str]):
             return self._base.difference(self._rem.intersection(other._rem)).union(self._add, other._add)
         return self._base.difference(self._rem).union(self._add, _flat(other))
 
-    __ror__ = __or__
+    def __ror__(self, other: AbstractSet[Any]) -> frozenset[Any]:
+        return _like(other, self.__or__(other))
 
     def __and__(self, other: AbstractSet[Any]) -> frozenset[str]:
         if not isinstance(other, AbstractSet):
@@ -245,12 +252,22 @@ class MemberSet(AbstractSet[str]):
         o = _flat(other)
         return self._base.intersection(o).difference(self._rem).union(self._add.intersection(o))
 
-    __rand__ = __and__
+    def __rand__(self, other: AbstractSet[Any]) -> frozenset[str]:
+        return _like(other, self.__and__(other))
 
 
 Members: TypeAlias = frozenset[str] | MemberSet
 """What an ipset's members are: a frozenset (the controller, a decoded
 snapshot) or a :class:`MemberSet` (the agent, after a delta)."""
+
+
+def _like(other: object, result: _R) -> _R:
+    """A reflected operation's result in the left operand's type: ``set``
+    for a set on the left (as ``set - frozenset`` gives), else the
+    frozenset (or NotImplemented) as it is."""
+    if isinstance(other, set) and isinstance(result, frozenset):
+        return cast(_R, set(result))
+    return result
 
 
 def _flat(s: AbstractSet[Any]) -> frozenset[Any] | set[Any]:

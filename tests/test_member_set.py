@@ -162,3 +162,15 @@ def test_non_sets_are_refused_as_frozenset_refuses_them() -> None:
 def test_removed_must_come_from_the_base() -> None:
     with pytest.raises(ValueError):
         MemberSet(frozenset({"a"}), frozenset(), frozenset({"a", "b"}))
+
+
+def test_a_set_on_the_left_gives_a_set_as_with_frozensets() -> None:
+    m = changed(frozenset(UNIVERSE[:6]), frozenset(UNIVERSE[8:10]), frozenset(UNIVERSE[:2]))
+    ref = frozenset(m)
+    left = set(UNIVERSE[4:12])
+    for op in (operator.sub, operator.or_, operator.and_, operator.xor):
+        got, want = op(left, m), op(left, ref)
+        assert got == want and type(got) is type(want) is set, op
+        got, want = op(m, left), op(ref, left)
+        assert got == want and type(got) is type(want) is frozenset, op
+    assert m == set(ref) and set(ref) == m and m <= left | ref and left | ref >= m
