@@ -975,6 +975,8 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
             noop_settle: list[float] = []
             window_cpu = 0.0
             big: list[tuple[int, float, float, float, float]] = []  # nodes, latency, controller/workers/bench CPU
+            per_change: list[str] | None = ["change,kind,path,nodes,write_to_last_ack_ms,controller_cpu_ms"] \
+                if a.changes_csv else None
             ctl_cpu0, emu_cpu1 = proc_cpu(ctl.pid), proc_cpu(emu.pid)
             for i in range(a.changes):
                 ch = maker.next(i)
@@ -994,6 +996,9 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
                     acked = await board.wait(a.change_timeout, f"change {i} ({ch.kind})", deaths)
                     lat.setdefault(ch.kind, []).append(max(acked.values()) - t0)
                     c1 = proc_cpu(ctl.pid)
+                    if per_change is not None:
+                        per_change.append(f"{i},{ch.kind},{ch.path},{len(expected)},"
+                                          f"{1000 * (max(acked.values()) - t0):.1f},{1000 * (c1 - c0):.0f}")
                     window_cpu += c1 - c0
                     if len(expected) >= BIG_CHANGE:
                         big.append((len(expected), max(acked.values()) - t0, c1 - c0,
@@ -1042,6 +1047,8 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
                 await scrape(session, ctl_url)
             scrape_cpu = (proc_cpu(ctl.pid) - s0) / 50
 
+        if per_change is not None:
+            Path(a.changes_csv).write_text("\n".join(per_change) + "\n")
         all_lat = [x for v in lat.values() for x in v]
         measured = len(all_lat)
         out["change_kinds"] = {k: len(v) for k, v in sorted(lat.items())}
@@ -1292,6 +1299,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="processes hosting the simulated agents")
     p.add_argument("--changes", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--changes-csv", metavar="FILE", help="end to end: one line per change (kind, object, nodes "
+                   "reached, write -> last ack ms, controller CPU ms at clock-tick resolution)")
     p.add_argument("--fanout-only", action="store_true",
                    help="the distributor in isolation: in-process Distributor + gRPC, publish -> last ack")
     p.add_argument("--worker-gc", choices=["off", "on"], default="off",
