@@ -32,11 +32,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from stockade import backoff
 from stockade.state import NodeDelta, NodeState, diff
@@ -46,17 +47,39 @@ from stockade.wire.messages import INLINE_COMPLETE, Ack, Hello, HostCheck
 
 log = logging.getLogger("stockade.distributor")
 
-BYTES_SENT = Counter("stockade_wire_bytes_sent", "Bytes of controller messages sent to agents")
-MESSAGES_SENT = Counter("stockade_wire_messages_sent", "Controller messages sent to agents")
-UPDATES_SENT = Counter("stockade_wire_updates_sent", "Updates sent to agents by kind", ["kind"])
+
+
+class _SentTotals:
+    """What every distributor of this process sent: plain counts, exported as
+    the counters ``stockade_wire_bytes_sent``, ``stockade_wire_messages_sent``
+    and ``stockade_wire_updates_sent{kind}`` when scraped.  The write loop
+    runs once per node reached by a change; a prometheus ``Counter`` would
+    take a lock per increment there."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.messages = 0
+        self.updates = {"snapshot": 0, "delta": 0, "in_sync": 0}
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("stockade_wire_bytes_sent", "Bytes of controller messages sent to agents",
+                                  value=self.bytes)
+        yield CounterMetricFamily("stockade_wire_messages_sent", "Controller messages sent to agents",
+                                  value=self.messages)
+        updates = CounterMetricFamily("stockade_wire_updates_sent", "Updates sent to agents by kind", labels=["kind"])
+        for kind, n in self.updates.items():
+            updates.add_metric([kind], n)
+        yield updates
+
+
+SENT = _SentTotals()
+REGISTRY.register(SENT)
 CONNECTED = Gauge("stockade_wire_connected_agents", "Agents with an open stream to this replica")
 APPLY_SECONDS = Histogram("stockade_wire_agent_apply_seconds", "Apply time reported in agents' acks",
                           buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 PUBLISH_TO_ACK = Histogram("stockade_wire_publish_to_ack_seconds", "From publish to the agent's ack of that version",
                            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 ACK_ERRORS = Counter("stockade_wire_ack_errors", "Acks reporting that a version was not applied")
-
-_UPDATES_BY_KIND = {k: UPDATES_SENT.labels(k) for k in ("snapshot", "delta", "in_sync")}
 
 Send = Callable[[bytes], Awaitable[None]]  # writes one serialized ControllerMessage
 
@@ -460,7 +483,7 @@ class Distributor:
                         self.deltas_sent += 1
                     s.inflight, s.need_snapshot, s.sent_version = version, False, version
                     sent_version, sent_state, sent_digest = version, state, dig
-                    _UPDATES_BY_KIND[kind].inc()
+                    SENT.updates[kind] += 1
                     size = count = 0
                     for m in msgs:
                         data = codec.to_wire(m)  # serialized here: its size is then len(), not ByteSize()
@@ -473,8 +496,8 @@ class Distributor:
                     # snapshot is one message of up to a MiB, times a thousand streams
                     del msgs, m, data
                     self.bytes_sent += size
-                    BYTES_SENT.inc(size)
-                    MESSAGES_SENT.inc(count)
+                    SENT.bytes += size
+                    SENT.messages += count
                     if s.closed:
                         return
                     n.sent_version = version

@@ -362,17 +362,23 @@ class SharedDeltas:
                replica: str = "", inline: bool = False) -> list[bytes]:
         """What :func:`encode_delta` returns, serialized (same parts, same marker)."""
         body = self.body(d)
-        done = _delta_complete(d, base_version, base_digest, version, digest, replica, len(body))
+        marker = pb.ControllerMessage()  # this node's own fields, set one by one (cheaper than keywords)
+        done = marker.delta_part.complete if inline else marker.delta_complete
+        done.node, done.base_version, done.base_digest = d.node, base_version, base_digest
+        done.version, done.digest, done.parts, done.replica = version, digest, len(body), replica
+        if inline:
+            marker.delta_part.version = version
+            if len(body) == 1:  # the usual case: one message
+                return [body[0] + marker.SerializeToString()]
         tail = pb.ControllerMessage()
         tail.delta_part.version = version
         per_part = tail.SerializeToString()
         if inline:
-            tail.delta_part.complete.CopyFrom(done)
             out = [b + per_part for b in body[:-1]]
-            out.append(body[-1] + tail.SerializeToString())
+            out.append(body[-1] + marker.SerializeToString())
         else:
             out = [b + per_part for b in body]
-            out.append(pb.ControllerMessage(delta_complete=done).SerializeToString())
+            out.append(marker.SerializeToString())
         return out
 
 
@@ -381,9 +387,8 @@ def to_wire(m: pb.ControllerMessage | bytes) -> bytes:
     return m if isinstance(m, bytes) else m.SerializeToString()
 
 
-def agent_message_from_wire(data: bytes) -> pb.AgentMessage:
-    """An agent's serialized message, parsed (the stream's request deserializer)."""
-    return pb.AgentMessage.FromString(data)
+agent_message_from_wire: Callable[[bytes], pb.AgentMessage] = pb.AgentMessage.FromString
+"""An agent's serialized message, parsed (the controller stream's request deserializer)."""
 
 
 def encode_in_sync(node: str, version: int, digest: str, replica: str = "") -> pb.ControllerMessage:

@@ -147,7 +147,12 @@ async def test_wait_sent_before_ack() -> None:
 async def test_host_checks_and_drift_in_status_and_metrics() -> None:
     from stockade.wire.messages import HostCheck
 
-    before = REGISTRY.get_sample_value("stockade_wire_bytes_sent_total") or 0.0
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("stockade_wire_bytes_sent_total")
+    messages, snapshots = sample("stockade_wire_messages_sent_total"), sample("stockade_wire_updates_sent_total",
+                                                                                kind="snapshot")
     d = Distributor("r1")
     d.publish("n1", make_state())
     d.set_ready(True)
@@ -159,9 +164,9 @@ async def test_host_checks_and_drift_in_status_and_metrics() -> None:
     st = d.nodes_status()[0]
     assert st["host_checks"] == [{"name": "bridge-nf-call-iptables", "ok": False, "detail": "missing"}]
     assert st["drift_repairs"] == 3 and st["counts"] == {"sets": 4} and st["agent_version"] == "0.1.0"
-    after = REGISTRY.get_sample_value("stockade_wire_bytes_sent_total") or 0.0
-    assert after - before == d.bytes_sent > 0
-    assert REGISTRY.get_sample_value("stockade_wire_updates_sent_total", {"kind": "snapshot"}) is not None
+    assert sample("stockade_wire_bytes_sent_total") - before == d.bytes_sent == sum(map(len, p.sent)) > 0
+    assert sample("stockade_wire_messages_sent_total") - messages == len(p.sent)
+    assert sample("stockade_wire_updates_sent_total", kind="snapshot") - snapshots == 1
     await p.acks.put(None)
     await asyncio.wait_for(t, 5)
 
