@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 
 from controller.distributor import Distributor
-from stockade.state import Chain, FamilyState, IPSet, NodeState, Rule, apply_delta, diff, digest
+from stockade.state import Chain, FamilyState, Hook, IPSet, NodeState, Rule, apply_delta, diff, digest
 from stockade.v1 import stockade_pb2 as pb
 from stockade.v1 import stockade_pb2_grpc
 from stockade.wire import codec
@@ -206,3 +206,22 @@ async def test_grpc_stream_carries_the_serialized_messages(features: tuple[str, 
         assert kinds == ["snapshot_part", "delta_part"]
     else:
         assert kinds == ["snapshot_part", "snapshot_complete", "delta_part", "delta_complete"]
+
+
+def test_same_components_with_other_removals_or_hooks_get_their_own_body() -> None:
+    """Removals and hooks are part of the key: a node whose delta shares
+    every upserted object but removes a set, or changes its hooks, must not
+    get another node's body."""
+    a0, a1, b0, b1 = shared_pair()
+    gone = IPSet("stk-gone", "hash:ip", "inet", ips(1, "10.8.0.0"))
+    b0 = NodeState("b", {**b0.sets, gone.name: gone}, b0.v4)
+    c0 = NodeState("c", {k.replace("-b", "-c"): v for k, v in b0.sets.items() if k != gone.name},
+                   FamilyState(b0.v4.chains, (Hook("FORWARD", "STOCKADE-X"),)))
+    c1 = NodeState("c", {k.replace("-b", "-c"): v for k, v in b1.sets.items()}, b1.v4)
+    shared = codec.SharedDeltas()
+    for old, new in ((a0, a1), (b0, b1), (c0, c1)):
+        d = diff(old, new)
+        assert d.set_members[0] is diff(a0, a1).set_members[0]
+        [u] = codec.decode_all(parsed(shared.encode(d, 1, digest(old), 2, digest(new), "r1", True)))
+        assert isinstance(u, Delta) and apply_delta(old, u.delta) == new
+    assert shared.misses == 3
