@@ -322,10 +322,12 @@ class SharedDeltas:
     An entry keeps its components alive, so an identity in its key cannot
     be reused by another object while the entry exists.  At most
     ``max_entries`` bodies and ``max_bytes`` bytes are kept; the oldest go
-    first.  ``hits``/``misses`` count lookups (tests, benchmarks).
+    first (the bound is small because an entry may keep sets alive that no
+    state uses any more; one change's body is usually a few kB).
+    ``hits``/``misses`` count lookups (tests, benchmarks).
     """
 
-    def __init__(self, budget: int = DEFAULT_BUDGET, max_entries: int = 256, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, budget: int = DEFAULT_BUDGET, max_entries: int = 256, max_bytes: int = 16 << 20) -> None:
         self.budget = budget
         self.max_entries = max_entries
         self.max_bytes = max_bytes
