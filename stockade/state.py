@@ -352,15 +352,22 @@ EMPTY_DIGEST_NODE = ""  # the digest an agent reports before it applied anything
 
 # The same set change shows up on many nodes (one cluster-wide set object
 # shared by their states): remember the last member deltas by identity.
-_MEMBER_DELTAS: dict[tuple[int, int], tuple[IPSet, IPSet, SetMembersDelta]] = {}
+_MEMBER_DELTAS: dict[tuple[int, int], tuple[IPSet, IPSet, SetMembersDelta | None]] = {}
 
 
-def _members_delta(o: IPSet, s: IPSet) -> SetMembersDelta:
+def _members_delta(o: IPSet, s: IPSet) -> SetMembersDelta | None:
+    """The member change from ``o`` to ``s`` (same header), None when their
+    members and nomatch entries are equal.  Remembered by identity before
+    anything is compared: the controller diffs every node holding a changed
+    set against the same two objects, and comparing thousands of members
+    per node cost as much as the rest of the diff."""
     hit = _MEMBER_DELTAS.get((id(o), id(s)))
     if hit is not None and hit[0] is o and hit[1] is s:
         return hit[2]
-    d = SetMembersDelta(s.name, s.members - o.members, o.members - s.members,
-                        s.nomatch - o.nomatch, o.nomatch - s.nomatch)
+    d = None
+    if o.members != s.members or o.nomatch != s.nomatch:
+        d = SetMembersDelta(s.name, s.members - o.members, o.members - s.members,
+                            s.nomatch - o.nomatch, o.nomatch - s.nomatch)
     if len(_MEMBER_DELTAS) >= 512:
         _MEMBER_DELTAS.clear()
     _MEMBER_DELTAS[(id(o), id(s))] = (o, s, d)
@@ -379,8 +386,8 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
             continue
         if o is None or o.header() != s.header():
             ups.append(s)
-        elif o.members != s.members or o.nomatch != s.nomatch:
-            members.append(_members_delta(o, s))
+        elif (md := _members_delta(o, s)) is not None:
+            members.append(md)
     removed = tuple(sorted(old.sets.keys() - new.sets.keys()))
     cups: list[tuple[Family, Chain]] = []
     crem: list[tuple[Family, str]] = []
