@@ -166,7 +166,7 @@ class Distributor:
         self.deltas_sent = 0
         self.in_syncs_sent = 0
         self.bytes_sent = 0
-        self._digests = DigestCache()  # shared by all nodes; swept at idle moments (sweep_if_grown)
+        self._digests = DigestCache(cache_rules=True)  # shared by all nodes; swept at idle moments (sweep_if_grown)
         self._digests_kept = 0
         self._deltas = codec.SharedDeltas(budget)  # a change's delta body, serialized once for all its nodes
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -295,10 +295,21 @@ def set_hash_of(s: IPSet, members_sum: int, nomatch_sum: int) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def chain_hash(c: Chain) -> str:
-    """sha256 of one chain's canonical content (name included)."""
-    body = [c.name, [_rule_obj(r) for r in c.rules]]
-    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+def rule_text(r: Rule) -> str:
+    """One rule's canonical JSON (a part of :func:`chain_hash`'s input)."""
+    return json.dumps(_rule_obj(r), separators=(",", ":"))
+
+
+def chain_hash(c: Chain, text: Callable[[Rule], str] | None = None) -> str:
+    """sha256 of one chain's canonical content (name included): the compact
+    JSON of ``[name, [rule, ...]]``.  ``text``: a cached :func:`rule_text`
+    (the controller: one rule object serves many nodes' chains); without
+    it the whole chain is one ``json.dumps`` (cheaper than one a rule)."""
+    if text is None:
+        body = json.dumps([c.name, [_rule_obj(r) for r in c.rules]], separators=(",", ":"))
+    else:
+        body = f"[{json.dumps(c.name)},[{','.join(map(text, c.rules))}]]"
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def hash_sum(hashes: Iterable[str]) -> int:

@@ -204,13 +204,33 @@ class _Packer:
     def add_chain(self, repeated_field: str, fam: Family, c: Chain) -> None:
         cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
         for r in c.rules:
-            rp = rule_to_pb(r)
-            need = rp.ByteSize() + 4
+            rb = _rule_bytes(r)
+            need = len(rb) + 4
             if self.size + need > self.budget:
                 self._next()
                 cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
-            cur.rules.append(rp)
+            cur.rules.add().MergeFromString(rb)
             self.size += need
+
+
+# Rule objects are shared between the chains of many nodes (a policy edit
+# re-writes ~50-rule chains on every node it reaches, from a few thousand
+# distinct rules): each one's serialized form, by identity.  Merging those
+# bytes into a message costs ~0.6 us, building the message ~2.9.  Only the
+# encoding side (the controller) uses it; at most _RULES_KEPT are kept.
+_RULES_KEPT = 16384
+_RULE_BYTES: dict[int, tuple[Rule, bytes]] = {}
+
+
+def _rule_bytes(r: Rule) -> bytes:
+    hit = _RULE_BYTES.get(id(r))
+    if hit is not None and hit[0] is r:
+        return hit[1]
+    b: bytes = rule_to_pb(r).SerializeToString()
+    if len(_RULE_BYTES) >= _RULES_KEPT:
+        _RULE_BYTES.clear()
+    _RULE_BYTES[id(r)] = (r, b)
+    return b
 
 
 def _add_set(p: _Packer, field_name: str, s: IPSet) -> None:

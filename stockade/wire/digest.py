@@ -44,9 +44,11 @@ from stockade.state import (
     IPSet,
     NodeDelta,
     NodeState,
+    Rule,
     chain_hash,
     hash_sum,
     member_sum,
+    rule_text,
     set_hash_of,
     top_bytes,
     top_head,
@@ -107,20 +109,41 @@ class Top:
                         for i, fam in enumerate(FAMILIES)))
 
 
+RULES_KEPT = 16384  # rule texts a DigestCache keeps (cleared when full)
+
+
 class DigestCache:
     """``digest(state)`` equal to ``stockade.state.digest(state)``, with fragment reuse."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_rules: bool = False) -> None:
         self._frags: dict[int, tuple[Any, str]] = {}
         # per set name: the last set object hashed and its member sums, so the
         # next version of that set is hashed from what changed
         self._sums: dict[str, _Sums] = {}
+        # ``cache_rules`` (the controller): rule objects are shared between the
+        # chains of many nodes (a policy edit re-writes ~50-rule chains on
+        # each node it reaches), so keep their canonical text by identity, at
+        # most RULES_KEPT of them (an agent decodes new rule objects every
+        # time: nothing to gain, only objects kept alive)
+        self._cache_rules = cache_rules
+        self._rules: dict[int, tuple[Rule, str]] = {}
+
+    def _rule_text(self, r: Rule) -> str:
+        hit = self._rules.get(id(r))
+        if hit is not None and hit[0] is r:
+            return hit[1]
+        t = rule_text(r)
+        if len(self._rules) >= RULES_KEPT:
+            self._rules.clear()
+        self._rules[id(r)] = (r, t)
+        return t
 
     def _hash(self, obj: IPSet | Chain, new: dict[int, tuple[Any, str]]) -> str:
         k = id(obj)
         hit = self._frags.get(k)
         if hit is None or hit[0] is not obj:
-            hit = (obj, self._set_hash(obj) if isinstance(obj, IPSet) else chain_hash(obj))
+            hit = (obj, self._set_hash(obj) if isinstance(obj, IPSet)
+                   else chain_hash(obj, self._rule_text if self._cache_rules else None))
             new[k] = hit
         elif new is not self._frags:
             new[k] = hit
