@@ -45,7 +45,8 @@ from controller.compile_sets import ClusterSets
 from controller.label_index import GroupIndex
 from controller.model import Namespace, NetworkPolicy, Node, Pod, load_records
 from controller.span import SpanIndex
-from stockade.state import FAMILIES, Family, IPSet, NodeState, validate
+from stockade.state import FAMILIES, Family, IPSet, NodeState
+from stockade.state_validation import validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,6 +538,6 @@ def check_settings(settings: CompileSettings) -> None:
     ``settings`` would be refused by every agent: the state of a node
     without policies (its base chains carry every settings-made rule, the
     NFLOG rules included) for both families, checked by the agents' own
-    :func:`stockade.state.validate`."""
+    :func:`stockade.state_validation.validate`."""
     e = Engine(dataclasses.replace(settings, families=FAMILIES))
     validate(e._transient("settings-check"))

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.compile_policy import CompileSettings
-from stockade.state import MAX_NFLOG_GROUP, StateError, check_limit, check_nflog_group
+from stockade.state import MAX_NFLOG_GROUP, StateError
+from stockade.state_validation import check_limit, check_nflog_group
 
 GRPC_PORT = 7700
 DEFAULT_READ_TIMEOUT = 90.0
@@ -311,7 +312,7 @@ def parse_compile(ns: argparse.Namespace) -> CompileSettings:
 def check_compile(cs: CompileSettings) -> None:
     """Raise SettingsError when states compiled with ``cs`` would be refused
     by every agent: a policy-less node's state (every settings-made rule)
-    run through the agents' own ``stockade.state.validate``, so the limits
+    run through the agents' own ``stockade.state_validation.validate``, so the limits
     are the agents' and exist once."""
     from controller.engine import check_settings
 

@@ -48,7 +48,7 @@ def quote(arg: str) -> str:
     double quotes with ``" \\ '`` escaped.  iptables-restore reads both.
 
     A control character cannot be quoted (a newline ends the restore line
-    and the batch fails half-way): ``stockade.state.validate`` refuses
+    and the batch fails half-way): ``stockade.state_validation.validate`` refuses
     such values, so one here is a broken invariant and raises."""
     if arg and all(c in _SAFE for c in arg):
         return arg

@@ -2,7 +2,7 @@
 
 ``validate_incoming`` raises :class:`~stockade.state.StateError` naming
 what is wrong (a rule naming an unknown set, an invalid member, an unknown
-family, a name outside our prefix...): ``stockade.state.validate`` does the
+family, a name outside our prefix...): ``stockade.state_validation.validate`` does the
 checking; this module makes it cheap for the usual case, a small change to
 a big state: members and chains that passed before (same objects) are not
 checked again, and IPv4 members are checked with one compiled regex.
@@ -14,18 +14,8 @@ from __future__ import annotations
 import re
 
 from stockade.member_set import Members
-from stockade.state import (
-    FAMILIES,
-    SET_TYPES,
-    Chain,
-    FamilyState,
-    IPSet,
-    NodeState,
-    StateError,
-    check_member,
-    short,
-    validate,
-)
+from stockade.state import FAMILIES, SET_TYPES, Chain, FamilyState, IPSet, NodeState, StateError, short
+from stockade.state_validation import check_member, validate
 
 from .restore_builder import RenderCache
 

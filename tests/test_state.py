@@ -26,8 +26,8 @@ from stockade.state import (
     diff,
     digest,
     render_rule,
-    validate,
 )
+from stockade.state_validation import validate
 from stockade.wire.digest import Carried, DigestCache
 
 

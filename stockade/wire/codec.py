@@ -19,7 +19,7 @@ Decoding is strict: an unknown enum value, a part for another version, a
 marker whose part count does not match, a part of the wrong kind in the
 middle of an assembly all raise :class:`WireError` naming what is wrong
 (names and values cut by ``stockade.state.short``: errors go back in acks).
-It does not validate the *content* (``stockade.state.validate``) nor
+It does not validate the *content* (``stockade.state_validation.validate``) nor
 compare digests: the agent's client does that, because it owns the
 decision to reject.
 """

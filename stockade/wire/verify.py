@@ -1,4 +1,4 @@
-"""What the agent checks before it accepts a state: ``stockade.state.validate``, faster.
+"""What the agent checks before it accepts a state: ``stockade.state_validation.validate``, faster.
 
 ``validate`` checks every member with the ``ipaddress`` module: about
 2.5 µs a member, so 2.5 s for a 1,000,000-member set and ~60 ms for a
@@ -8,7 +8,7 @@ structure (names, types, families, rules, hooks) is checked by
 regular expression that accepts only canonical IPv4 text for the common
 set types (``hash:ip`` and ``hash:ip,port``, family inet); anything the
 expression does not accept, and every other set type or family, goes
-through ``stockade.state.check_member``, so the error messages are the
+through ``stockade.state_validation.check_member``, so the error messages are the
 contract's own and nothing invalid is accepted.
 
 For deltas, :func:`validate_after_delta` checks only members the delta
@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from stockade.state import IPSet, NodeDelta, NodeState, StateError, check_member, short, validate
+from stockade.state import IPSet, NodeDelta, NodeState, StateError, short
+from stockade.state_validation import check_member, validate
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
@@ -55,7 +56,7 @@ def _structure(state: NodeState, member_sets: dict[str, tuple[IPSet, Iterable[st
 
 
 def validate_state(state: NodeState) -> None:
-    """Same verdict as ``stockade.state.validate(state)``."""
+    """Same verdict as ``stockade.state_validation.validate(state)``."""
     _structure(state, {n: (s, s.members, s.nomatch) for n, s in state.sets.items()})
 
 

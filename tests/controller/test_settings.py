@@ -145,9 +145,9 @@ def test_compile_flag_errors_name_the_flag_and_the_limit(argv: list[str], msg: s
 
 def test_the_flag_limits_are_the_agents_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """No second copy of the numbers: the flags are checked by the functions validate() uses."""
-    from stockade import state
+    from stockade import state_validation
 
-    monkeypatch.setattr(state, "MAX_NFLOG_GROUP", 7)
+    monkeypatch.setattr(state_validation, "MAX_NFLOG_GROUP", 7)
     with pytest.raises(SettingsError, match=r"--nflog-group: 8 is not in 0\.\.7"):
         parse_args(["--nflog-group", "8"], environ=IN_CLUSTER)
 

@@ -9,7 +9,7 @@ from controller import oracle
 from controller.engine import Engine
 from controller.model import Namespace, NetworkPolicy, Node, Pod, Protocol
 from controller.walker import Packet, WalkResult, walk
-from stockade.state import validate
+from stockade.state_validation import validate
 
 
 @dataclass

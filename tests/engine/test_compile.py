@@ -8,7 +8,8 @@ from controller import naming
 from controller.compile_policy import CompileSettings, block_set
 from controller.engine import Engine
 from controller.model import ContainerPort, IPBlock, NetworkPolicy, Pod
-from stockade.state import MAX_CHAIN_NAME, MAX_SET_NAME, count, digest, render_rule, validate
+from stockade.state import MAX_CHAIN_NAME, MAX_SET_NAME, count, digest, render_rule
+from stockade.state_validation import validate
 from tests.engine.builders import block, ns, peer, pod, policy, port, rule, sel
 
 

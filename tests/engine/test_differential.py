@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from controller.compile_policy import CompileSettings
 from controller.engine import Engine
 from controller.model import Protocol
-from stockade.state import validate
+from stockade.state_validation import validate
 from tests.engine.harness import Both
 from tests.spec.strategies import RandomCluster, RandomProbe, cluster_and_probes, clusters
 

@@ -17,7 +17,8 @@ import pytest
 
 from controller.engine import Engine
 from controller.model import ContainerPort, Namespace, NetworkPolicy, Node, Pod
-from stockade.state import NodeState, digest, validate
+from stockade.state import NodeState, digest
+from stockade.state_validation import validate
 from tests.engine.builders import block, node, ns, peer, pod, policy, port, rule, sel
 
 Obj = Namespace | Pod | Node | NetworkPolicy

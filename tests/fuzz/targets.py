@@ -22,7 +22,7 @@ Properties:
   ``nodeagent.client.AgentClient.handle`` -> ``nodeagent.dataplane.Dataplane``
   on ``nodeagent.fake_kernel.FakeKernel``): nothing raises; a refused update
   is acked with a short error, and the client's state *and the kernel* stay
-  exactly as they were; an accepted one passes ``stockade.state.validate``
+  exactly as they were; an accepted one passes ``stockade.state_validation.validate``
   and is what the kernel holds; afterwards a valid snapshot is still
   accepted and applied.
 """
@@ -58,7 +58,8 @@ from nodeagent.client import AgentClient, ClientSettings
 from nodeagent.dataplane import Dataplane, DataplaneSettings, read_view
 from nodeagent.fake_kernel import FakeKernel
 from stockade import cases
-from stockade.state import StateError, apply_delta, digest, validate
+from stockade.state import StateError, apply_delta, digest
+from stockade.state_validation import validate
 from stockade.v1 import stockade_pb2 as pb
 from stockade.wire import codec
 from stockade.wire.messages import Ack, Delta, InSync, Snapshot

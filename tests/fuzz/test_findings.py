@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from nodeagent.validate import validate_incoming
-from stockade.state import Chain, FamilyState, IPSet, NodeState, Rule, SetMatch, StateError, digest, validate
+from stockade.state import Chain, FamilyState, IPSet, NodeState, Rule, SetMatch, StateError, digest
+from stockade.state_validation import validate
 from stockade.v1 import stockade_pb2 as pb
 from stockade.wire import codec
 from stockade.wire.messages import Rejected, Snapshot

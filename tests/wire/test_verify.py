@@ -1,4 +1,4 @@
-"""The agent's fast validation gives the same verdict as stockade.state.validate."""
+"""The agent's fast validation gives the same verdict as stockade.state_validation.validate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockade.state import IPSet, NodeState, StateError, apply_delta, diff, validate
+from stockade.state import IPSet, NodeState, StateError, apply_delta, diff
+from stockade.state_validation import validate
 from stockade.wire.verify import validate_after_delta, validate_state
 from tests.wire.helpers import make_state
 
