@@ -67,12 +67,7 @@ def validate(state: NodeState) -> None:
     ``iptables-restore`` fail half-way (after the set phase wrote)."""
     for name, s in state.sets.items():
         where = f"sets[{short(name)}]"
-        if s.name != name:
-            raise StateError(f"{where}.name: {short(s.name)} differs from its key")
-        if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_NAME:
-            raise StateError(f"{where}.name: must start with {SET_PREFIX!r} and be at most {MAX_SET_NAME} characters")
-        if not _NAME.fullmatch(name):
-            raise StateError(f"{where}.name: only letters, digits and _ . : - are allowed")
+        _check_name(where, name, s.name, SET_PREFIX, MAX_SET_NAME)
         if s.type not in SET_TYPES:
             raise StateError(f"{where}.type: unknown set type {short(s.type)}")
         if s.family not in FAMILIES:
@@ -87,12 +82,7 @@ def validate(state: NodeState) -> None:
         fs = state.family(fam)
         for cname, c in fs.chains.items():
             where = f"{fam}.chains[{short(cname)}]"
-            if c.name != cname:
-                raise StateError(f"{where}.name: {short(c.name)} differs from its key")
-            if not cname.startswith(CHAIN_PREFIX) or len(cname) > MAX_CHAIN_NAME:
-                raise StateError(f"{where}.name: must start with {CHAIN_PREFIX!r} and be at most {MAX_CHAIN_NAME} characters")
-            if not _NAME.fullmatch(cname):
-                raise StateError(f"{where}.name: only letters, digits and _ . : - are allowed")
+            _check_name(where, cname, c.name, CHAIN_PREFIX, MAX_CHAIN_NAME)
             for i, r in enumerate(c.rules):
                 _check_rule(state, fam, r, f"{where}.rules[{i}]")
         for i, h in enumerate(fs.hooks):
@@ -102,6 +92,17 @@ def validate(state: NodeState) -> None:
                 raise StateError(f"{fam}.hooks[{i}].target: no chain {short(h.target)}")
             if not (isinstance(h.position, int) and h.position >= 1):
                 raise StateError(f"{fam}.hooks[{i}].position: {short(h.position)} is not a position (1, 2, ...)")
+
+
+def _check_name(where: str, key: str, name: str, prefix: str, limit: int) -> None:
+    """A set's or chain's name: the same as its key, Stockade's prefix, at
+    most ``limit`` characters, only [A-Za-z0-9_.:-]."""
+    if name != key:
+        raise StateError(f"{where}.name: {short(name)} differs from its key")
+    if not key.startswith(prefix) or len(key) > limit:
+        raise StateError(f"{where}.name: must start with {prefix!r} and be at most {limit} characters")
+    if not _NAME.fullmatch(key):
+        raise StateError(f"{where}.name: only letters, digits and _ . : - are allowed")
 
 
 def _check_rule(state: NodeState, fam: Family, r: Rule, where: str) -> None:
