@@ -57,7 +57,7 @@ def test_cached_rule_texts_give_the_same_digest(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_cached_rule_bytes_encode_what_the_rules_say(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codec, "_RULES_KEPT", 2)
+    monkeypatch.setattr(codec._RULE_BYTES, "limit", 2)
     codec._RULE_BYTES.clear()
     shared = Rule("JUMP", target="STOCKADE-X", proto="udp", dport=(53, 53))
     for i in range(5):

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from stockade.identity_cache import IdentityCache
 from stockade.state import (
     FAMILIES,
     Chain,
@@ -204,7 +205,7 @@ class _Packer:
     def add_chain(self, repeated_field: str, fam: Family, c: Chain) -> None:
         cur = getattr(self.room(len(c.name) + 16), repeated_field).add(family=_FAMILY[fam], name=c.name)
         for r in c.rules:
-            rb = _rule_bytes(r)
+            rb = _RULE_BYTES.get(r, _serialized_rule)
             need = len(rb) + 4
             if self.size + need > self.budget:
                 self._next()
@@ -217,19 +218,12 @@ class _Packer:
 # re-writes ~50-rule chains on every node it reaches, from a few thousand
 # distinct rules): each one's serialized form, by identity.  Merging those
 # bytes into a message costs ~0.6 us, building the message ~2.9.  Only the
-# encoding side (the controller) uses it; at most _RULES_KEPT are kept.
-_RULES_KEPT = 16384
-_RULE_BYTES: dict[int, tuple[Rule, bytes]] = {}
+# encoding side (the controller) uses it.
+_RULE_BYTES: IdentityCache[Rule, bytes] = IdentityCache(16384)
 
 
-def _rule_bytes(r: Rule) -> bytes:
-    hit = _RULE_BYTES.get(id(r))
-    if hit is not None and hit[0] is r:
-        return hit[1]
+def _serialized_rule(r: Rule) -> bytes:
     b: bytes = rule_to_pb(r).SerializeToString()
-    if len(_RULE_BYTES) >= _RULES_KEPT:
-        _RULE_BYTES.clear()
-    _RULE_BYTES[id(r)] = (r, b)
     return b
 
 

@@ -31,10 +31,12 @@ many nodes is hashed once), keeps everything until
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from stockade.identity_cache import IdentityCache
 from stockade.state import (
     FAMILIES,
     MEMBER_SUM_MOD,
@@ -125,25 +127,16 @@ class DigestCache:
         # each node it reaches), so keep their canonical text by identity, at
         # most RULES_KEPT of them (an agent decodes new rule objects every
         # time: nothing to gain, only objects kept alive)
-        self._cache_rules = cache_rules
-        self._rules: dict[int, tuple[Rule, str]] = {}
-
-    def _rule_text(self, r: Rule) -> str:
-        hit = self._rules.get(id(r))
-        if hit is not None and hit[0] is r:
-            return hit[1]
-        t = rule_text(r)
-        if len(self._rules) >= RULES_KEPT:
-            self._rules.clear()
-        self._rules[id(r)] = (r, t)
-        return t
+        self._rule_text: Callable[[Rule], str] | None = None
+        if cache_rules:
+            self._rule_text = functools.partial(IdentityCache[Rule, str](RULES_KEPT).get, make=rule_text)
 
     def _hash(self, obj: IPSet | Chain, new: dict[int, tuple[Any, str]]) -> str:
         k = id(obj)
         hit = self._frags.get(k)
         if hit is None or hit[0] is not obj:
             hit = (obj, self._set_hash(obj) if isinstance(obj, IPSet)
-                   else chain_hash(obj, self._rule_text if self._cache_rules else None))
+                   else chain_hash(obj, self._rule_text))
             new[k] = hit
         elif new is not self._frags:
             new[k] = hit
