@@ -403,19 +403,11 @@ def diff(old: NodeState, new: NodeState) -> NodeDelta:
                      tuple(hooks))
 
 
-def _changed(cur: Members, added: frozenset[str], removed: frozenset[str]) -> Members:
-    """``(cur - removed) | added`` without copying ``cur``: a
-    :class:`~stockade.member_set.MemberSet` sharing ``cur``'s members (a
-    member change costs the change, not the set's size); ``cur`` itself
-    when nothing changes."""
-    return changed(cur, added, removed)
-
-
 def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
     """``state`` with ``delta`` applied.  Raises StateError when the delta
     does not fit (a member change for a set that does not exist, ...).
     Changed sets get :class:`~stockade.member_set.MemberSet` members that
-    share the unchanged ones with ``state``'s (see :func:`_changed`)."""
+    share the unchanged ones with ``state``'s (see :func:`stockade.member_set.changed`)."""
     if delta.node != state.node:
         raise StateError(f"delta for node {short(delta.node)} applied to {short(state.node)}")
     sets = dict(state.sets)
@@ -429,8 +421,8 @@ def apply_delta(state: NodeState, delta: NodeDelta) -> NodeState:
         cur = sets.get(md.name)
         if cur is None:
             raise StateError(f"set_members: no set {short(md.name)}")
-        sets[md.name] = cur.with_members(_changed(cur.members, md.added, md.removed),
-                                         _changed(cur.nomatch, md.nomatch_added, md.nomatch_removed))
+        sets[md.name] = cur.with_members(changed(cur.members, md.added, md.removed),
+                                         changed(cur.nomatch, md.nomatch_added, md.nomatch_removed))
     fams: dict[str, FamilyState] = {}
     for fam in FAMILIES:
         fs = state.family(fam)
