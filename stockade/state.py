@@ -347,22 +347,24 @@ EMPTY_DIGEST_NODE = ""  # the digest an agent reports before it applied anything
 
 # The same set change shows up on many nodes (one cluster-wide set object
 # shared by their states): remember the last member deltas by identity.
-_MEMBER_DELTAS: dict[tuple[int, int], tuple[IPSet, IPSet, SetMembersDelta | None]] = {}
+_MEMBER_DELTAS: dict[tuple[int, int], tuple[IPSet, IPSet, SetMembersDelta]] = {}
 
 
 def _members_delta(o: IPSet, s: IPSet) -> SetMembersDelta | None:
     """The member change from ``o`` to ``s`` (same header), None when their
-    members and nomatch entries are equal.  Remembered by identity before
-    anything is compared: the controller diffs every node holding a changed
-    set against the same two objects, and comparing thousands of members
-    per node cost as much as the rest of the diff."""
+    members and nomatch entries are equal.  A change is remembered by
+    identity and looked up before anything is compared: the controller
+    diffs every node holding a changed set against the same two objects,
+    and comparing thousands of members per node cost as much as the rest
+    of the diff.  (Equal pairs are not remembered: they would crowd out the
+    changes while a change is still reaching its nodes.)"""
     hit = _MEMBER_DELTAS.get((id(o), id(s)))
     if hit is not None and hit[0] is o and hit[1] is s:
         return hit[2]
-    d = None
-    if o.members != s.members or o.nomatch != s.nomatch:
-        d = SetMembersDelta(s.name, s.members - o.members, o.members - s.members,
-                            s.nomatch - o.nomatch, o.nomatch - s.nomatch)
+    if o.members == s.members and o.nomatch == s.nomatch:
+        return None
+    d = SetMembersDelta(s.name, s.members - o.members, o.members - s.members,
+                        s.nomatch - o.nomatch, o.nomatch - s.nomatch)
     if len(_MEMBER_DELTAS) >= 512:
         _MEMBER_DELTAS.clear()
     _MEMBER_DELTAS[(id(o), id(s))] = (o, s, d)
